@@ -1,0 +1,75 @@
+use revenant_storage::StorageError;
+
+/// Why an invocation did not return a result. Each kind has a stable `code` that the gateway
+/// turns into an HTTP status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("unknown component `{0}`")]
+    UnknownComponent(String),
+    #[error("component `{component}` has no export `{function}`")]
+    UnknownFunction { component: String, function: String },
+    #[error("invalid worker name: {0}")]
+    InvalidWorkerName(String),
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    #[error("the mailbox of worker {0} is full")]
+    MailboxFull(String),
+    #[error("too many active workers (limit {0})")]
+    TooManyWorkers(usize),
+    #[error("the worker trapped: {0}")]
+    Trap(String),
+    #[error("replay diverged from the oplog: {0}")]
+    Divergence(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// A stable, documented identifier for API clients (`docs/errors.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownComponent(_) => "unknown_component",
+            Self::UnknownFunction { .. } => "unknown_function",
+            Self::InvalidWorkerName(_) => "invalid_worker_name",
+            Self::BadArguments(_) => "bad_argument",
+            Self::MailboxFull(_) => "mailbox_full",
+            Self::TooManyWorkers(_) => "too_many_workers",
+            Self::Trap(_) => "worker_trap",
+            Self::Divergence(_) => "worker_diverged",
+            Self::Storage(_) => "storage_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StorageError> for InvokeError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot read component `{name}` from {path}: {source}")]
+    ReadComponent {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("component `{name}` ({path}) is not a valid component: {reason}")]
+    InvalidComponent {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("wasmtime engine: {0}")]
+    Engine(String),
+    #[error("compiled-component cache at {path}: {source}")]
+    Cache {
+        path: String,
+        source: std::io::Error,
+    },
+}

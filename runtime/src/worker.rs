@@ -1,0 +1,318 @@
+//! One worker: a task that owns the worker's wasmtime store, takes invocations from its bounded
+//! mailbox one at a time, rebuilds its state from the oplog when activated, and replies only
+//! after the invocation's entries are durable.
+
+use crate::component::{ExportInfo, LoadedComponent};
+use crate::durability::{HostCallRecord, HostState};
+use crate::environment::Environment;
+use crate::error::InvokeError;
+use crate::limits::REPLAY_PAGE_ENTRIES;
+use crate::values::{from_val, to_val};
+use revenant_storage::{
+    Append, OplogEntry, OplogStore, SequencedEntry, Value, WorkerId, WorkerMetadata,
+};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::{Instance, Val};
+use wasmtime::{Engine, Store};
+
+pub(crate) struct Invocation {
+    pub export: ExportInfo,
+    pub args: Vec<Value>,
+    pub idempotency_key: String,
+    pub reply: oneshot::Sender<Result<Vec<Value>, InvokeError>>,
+}
+
+pub(crate) struct WorkerContext {
+    pub id: WorkerId,
+    pub engine: Engine,
+    pub component: Arc<LoadedComponent>,
+    pub oplog: Arc<dyn OplogStore>,
+    pub environment: Arc<dyn Environment>,
+}
+
+/// A worker whose state is in memory and matches its durable oplog.
+struct Active {
+    store: Store<HostState>,
+    instance: Instance,
+    /// Sequence number of the last durable entry.
+    last_index: u64,
+    /// A new worker's `Create` entry, written with its first invocation to save a sync.
+    pending_create: Option<OplogEntry>,
+}
+
+pub(crate) async fn run(ctx: WorkerContext, mut mailbox: mpsc::Receiver<Invocation>) {
+    let mut active: Option<Active> = None;
+    while let Some(invocation) = mailbox.recv().await {
+        if active.is_none() {
+            match activate(&ctx).await {
+                Ok(a) => active = Some(a),
+                Err(e) => {
+                    tracing::error!(worker = %ctx.id, "activation failed: {e}");
+                    let _ = invocation.reply.send(Err(e));
+                    continue;
+                }
+            }
+        }
+        let Some(worker) = active.as_mut() else {
+            continue;
+        };
+        let (result, keep) = invoke_live(&ctx, worker, &invocation).await;
+        if !keep {
+            // After a trap wasmtime refuses further calls into the instance, and after a failed
+            // append memory holds state the log does not: rebuild from the log next time.
+            active = None;
+        }
+        let _ = invocation.reply.send(result);
+    }
+}
+
+fn new_store(ctx: &WorkerContext) -> Store<HostState> {
+    let mut store = Store::new(&ctx.engine, HostState::new(ctx.environment.clone()));
+    store.limiter(|s| &mut s.limits);
+    store
+}
+
+async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
+    let metadata = ctx.oplog.metadata(&ctx.id).await?;
+    let mut store = new_store(ctx);
+    let instance = ctx
+        .component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| InvokeError::Trap(format!("instantiation failed: {e:#}")))?;
+    let mut active = Active {
+        store,
+        instance,
+        last_index: 0,
+        pending_create: None,
+    };
+    match metadata {
+        None => {
+            active.pending_create = Some(OplogEntry::Create {
+                component_hash: ctx.component.info.hash.clone(),
+            });
+        }
+        Some(m) => replay(ctx, &mut active, m.last_index).await?,
+    }
+    Ok(active)
+}
+
+/// An invocation read back from the log, waiting for its outcome.
+struct Recorded {
+    function: String,
+    args: Vec<Value>,
+    host_calls: Vec<HostCallRecord>,
+}
+
+async fn replay(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    last_index: u64,
+) -> Result<(), InvokeError> {
+    let mut from = 1;
+    let mut open: Option<Recorded> = None;
+    while from <= last_index {
+        let page = ctx.oplog.read(&ctx.id, from, REPLAY_PAGE_ENTRIES).await?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for SequencedEntry { seq, entry } in page {
+            match entry {
+                OplogEntry::Create { component_hash } => {
+                    if component_hash != ctx.component.info.hash {
+                        tracing::warn!(worker = %ctx.id, "worker was created with component {component_hash}, now runs {}", ctx.component.info.hash);
+                    }
+                }
+                OplogEntry::InvocationStarted { function, args, .. } => {
+                    if let Some(abandoned) = open.take() {
+                        tracing::warn!(worker = %ctx.id, "skipping invocation of {} that never completed", abandoned.function);
+                    }
+                    open = Some(Recorded {
+                        function,
+                        args,
+                        host_calls: Vec::new(),
+                    });
+                }
+                OplogEntry::HostCall {
+                    interface,
+                    function,
+                    request,
+                    response,
+                } => {
+                    let Some(inv) = open.as_mut() else {
+                        return Err(InvokeError::Internal(format!(
+                            "oplog of {} has a host call at {seq} outside any invocation",
+                            ctx.id
+                        )));
+                    };
+                    inv.host_calls.push(HostCallRecord {
+                        interface,
+                        function,
+                        request,
+                        response,
+                    });
+                }
+                OplogEntry::InvocationCompleted { result, .. } => {
+                    let Some(inv) = open.take() else {
+                        return Err(InvokeError::Internal(format!(
+                            "oplog of {} completes an invocation at {seq} that never started",
+                            ctx.id
+                        )));
+                    };
+                    replay_one(ctx, active, inv, result, seq).await?;
+                }
+                // A failed invocation's effects were rolled back when it trapped: skip it.
+                OplogEntry::InvocationFailed { .. } => open = None,
+            }
+            active.last_index = seq;
+        }
+    }
+    if active.last_index != last_index {
+        return Err(InvokeError::Storage(format!(
+            "oplog of {} ends at {} but its metadata says {last_index}",
+            ctx.id, active.last_index
+        )));
+    }
+    Ok(())
+}
+
+async fn replay_one(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    inv: Recorded,
+    recorded_result: Vec<Value>,
+    seq: u64,
+) -> Result<(), InvokeError> {
+    let export = ctx
+        .component
+        .info
+        .exports
+        .get(&inv.function)
+        .ok_or_else(|| {
+            InvokeError::Divergence(format!(
+                "the oplog invokes `{}`, which the component no longer exports",
+                inv.function
+            ))
+        })?;
+    active
+        .store
+        .data_mut()
+        .durability
+        .begin_replay(inv.host_calls);
+    let outcome = call(active, export, &inv.args).await;
+    let leftover = active.store.data_mut().durability.finish();
+    let divergence = active.store.data_mut().durability.divergence.take();
+    match (outcome, divergence, leftover) {
+        (_, Some(d), _) => Err(InvokeError::Divergence(format!(
+            "replaying entry {seq}: {d}"
+        ))),
+        (Err(e), None, _) => Err(InvokeError::Divergence(format!(
+            "replaying entry {seq}: `{}` trapped in replay but completed when recorded: {e}",
+            inv.function
+        ))),
+        (Ok(_), None, Err(d)) => Err(InvokeError::Divergence(format!(
+            "replaying entry {seq}: {d}"
+        ))),
+        (Ok(result), None, Ok(_)) if result != recorded_result => {
+            Err(InvokeError::Divergence(format!(
+                "replaying entry {seq}: `{}` returned {result:?}, but the oplog records {recorded_result:?}",
+                inv.function
+            )))
+        }
+        (Ok(_), None, Ok(_)) => Ok(()),
+    }
+}
+
+/// Calls an export. `Err` is a trap (or a host-side failure that trapped the guest).
+async fn call(
+    active: &mut Active,
+    export: &ExportInfo,
+    args: &[Value],
+) -> Result<Vec<Value>, String> {
+    let func = active
+        .instance
+        .get_func(&mut active.store, &export.index)
+        .ok_or_else(|| format!("export `{}` not found in instance", export.name))?;
+    let params: Vec<Val> = args.iter().map(to_val).collect();
+    let mut results = vec![Val::Bool(false); export.signature.results.len()];
+    func.call_async(&mut active.store, &params, &mut results)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    results.iter().map(from_val).collect()
+}
+
+/// Runs one invocation live and makes it durable. Returns the reply and whether the in-memory
+/// worker may be kept.
+async fn invoke_live(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    invocation: &Invocation,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    let export = &invocation.export;
+    active.store.data_mut().durability.begin_live();
+    let outcome = call(active, export, &invocation.args).await;
+    let host_calls = active
+        .store
+        .data_mut()
+        .durability
+        .finish()
+        .unwrap_or_default();
+
+    let mut entries: Vec<OplogEntry> = Vec::with_capacity(host_calls.len() + 3);
+    if let Some(create) = active.pending_create.clone() {
+        entries.push(create);
+    }
+    entries.push(OplogEntry::InvocationStarted {
+        idempotency_key: invocation.idempotency_key.clone(),
+        function: export.name.clone(),
+        args: invocation.args.clone(),
+    });
+    entries.extend(host_calls.into_iter().map(|h| OplogEntry::HostCall {
+        interface: h.interface,
+        function: h.function,
+        request: h.request,
+        response: h.response,
+    }));
+    let (reply, keep) = match outcome {
+        Ok(result) => {
+            entries.push(OplogEntry::InvocationCompleted {
+                idempotency_key: invocation.idempotency_key.clone(),
+                result: result.clone(),
+            });
+            (Ok(result), true)
+        }
+        Err(trap) => {
+            tracing::info!(worker = %ctx.id, "invocation of {} trapped: {trap}", export.name);
+            entries.push(OplogEntry::InvocationFailed {
+                idempotency_key: invocation.idempotency_key.clone(),
+                error: trap.clone(),
+            });
+            (Err(InvokeError::Trap(trap)), false)
+        }
+    };
+
+    let first = active.last_index + 1;
+    let entries: Vec<SequencedEntry> = entries
+        .into_iter()
+        .zip(first..)
+        .map(|(entry, seq)| SequencedEntry { seq, entry })
+        .collect();
+    let last_index = first + entries.len() as u64 - 1;
+    let append = Append {
+        worker: ctx.id.clone(),
+        entries,
+        metadata: WorkerMetadata {
+            component_hash: ctx.component.info.hash.clone(),
+            last_index,
+        },
+    };
+    match ctx.oplog.append(append).await {
+        Ok(()) => {
+            active.last_index = last_index;
+            active.pending_create = None;
+            (reply, keep)
+        }
+        Err(e) => (Err(e.into()), false),
+    }
+}

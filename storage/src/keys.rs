@@ -1,0 +1,76 @@
+//! The key layout, encoded with FoundationDB's tuple layer on every backend so that ordering is
+//! byte-identical whichever store holds the data (see `docs/storage.md`).
+//!
+//! ```text
+//! ("w", component, worker)        -> worker metadata
+//! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
+//! ```
+
+use crate::WorkerId;
+use foundationdb_tuple::{pack, unpack};
+
+const WORKER: &str = "w";
+const OPLOG: &str = "l";
+
+pub fn worker_metadata(worker: &WorkerId) -> Vec<u8> {
+    pack(&(WORKER, worker.component.as_str(), worker.name.as_str()))
+}
+
+pub fn oplog_entry(worker: &WorkerId, seq: u64) -> Vec<u8> {
+    pack(&(OPLOG, worker.component.as_str(), worker.name.as_str(), seq))
+}
+
+/// The half-open key range holding `worker`'s entries with sequence numbers `>= from`.
+pub fn oplog_range_from(worker: &WorkerId, from: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = oplog_entry(worker, from);
+    // Every entry key of this worker is the packed prefix followed by an integer element, whose
+    // type codes are all below 0xff: the prefix plus 0xff bounds them all (the tuple layer's
+    // own `Subspace::range` uses the same end).
+    let mut end = pack(&(OPLOG, worker.component.as_str(), worker.name.as_str()));
+    end.push(0xff);
+    (start, end)
+}
+
+/// The sequence number in an oplog key, or `None` if the key is not one.
+pub fn seq_of_oplog_key(key: &[u8]) -> Option<u64> {
+    let (tag, _component, _worker, seq): (String, String, String, u64) = unpack(key).ok()?;
+    (tag == OPLOG).then_some(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oplog_keys_sort_by_sequence_number_across_encoding_lengths() {
+        let w = WorkerId::new("c", "w");
+        let seqs = [
+            1u64,
+            2,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX as u64 + 1,
+            u64::MAX,
+        ];
+        for pair in seqs.windows(2) {
+            assert!(oplog_entry(&w, pair[0]) < oplog_entry(&w, pair[1]));
+        }
+        let (start, end) = oplog_range_from(&w, 1);
+        for s in seqs {
+            let k = oplog_entry(&w, s);
+            assert!(start <= k && k < end);
+            assert_eq!(seq_of_oplog_key(&k), Some(s));
+        }
+    }
+
+    #[test]
+    fn one_workers_range_excludes_a_worker_whose_name_extends_it() {
+        let a = WorkerId::new("c", "user-1");
+        let b = WorkerId::new("c", "user-10");
+        let (start, end) = oplog_range_from(&a, 0);
+        let k = oplog_entry(&b, 1);
+        assert!(!(start <= k && k < end));
+    }
+}

@@ -1,0 +1,108 @@
+//! `storage` owns everything Revenant keeps on disk: the per-worker oplogs, worker metadata,
+//! and the encodings of both. It offers the [`OplogStore`] interface, the embedded backend on
+//! fjall with a group committer that makes many workers' appends durable with one sync, and an
+//! in-memory backend for tests.
+//!
+//! It must not know about WebAssembly, wasmtime or HTTP: an oplog entry is data to it, and a
+//! [`Value`] is a self-describing tree, not a WIT type.
+
+pub mod embedded;
+mod error;
+pub mod keys;
+pub mod limits;
+pub mod memory;
+pub mod oplog;
+mod value;
+
+pub use error::StorageError;
+pub use oplog::{OplogEntry, SequencedEntry};
+pub use value::Value;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The identity of one worker: the component it instantiates and its name, e.g.
+/// `("user-activity", "user-42")`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkerId {
+    pub component: String,
+    pub name: String,
+}
+
+impl WorkerId {
+    pub fn new(component: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            component: component.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.component, self.name)
+    }
+}
+
+/// What the store keeps about a worker besides its oplog. Written in the same atomic batch as
+/// the entries it describes, so it never disagrees with the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerMetadata {
+    /// Content hash of the component version the worker runs.
+    pub component_hash: String,
+    /// Sequence number of the last entry in the oplog.
+    pub last_index: u64,
+}
+
+/// One worker's append: entries with consecutive sequence numbers, following the worker's last
+/// durable entry, and the metadata that describes the log after them.
+#[derive(Clone, Debug)]
+pub struct Append {
+    pub worker: WorkerId,
+    pub entries: Vec<SequencedEntry>,
+    pub metadata: WorkerMetadata,
+}
+
+/// The durable log of every worker. Sequence numbers start at 1 and have no gaps.
+///
+/// `append` returns only once the entries are durable: a caller may then tell the outside world
+/// about them. Implementations may batch appends of many workers into one durable commit.
+#[async_trait]
+pub trait OplogStore: Send + Sync + 'static {
+    /// Makes `append.entries` durable, atomically with the metadata.
+    async fn append(&self, append: Append) -> Result<(), StorageError>;
+
+    /// Up to `limit` entries of `worker` with sequence numbers `>= from`, in order.
+    async fn read(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEntry>, StorageError>;
+
+    /// The worker's metadata, or `None` if the worker was never created.
+    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError>;
+}
+
+/// Checks the invariants every backend relies on before it writes: a non-empty run of
+/// consecutive sequence numbers ending at the metadata's last index. A violation is a bug in the
+/// caller, so it is asserted, not returned.
+pub(crate) fn debug_check_append(append: &Append) {
+    debug_assert!(
+        !append.entries.is_empty(),
+        "empty append for {}",
+        append.worker
+    );
+    debug_assert!(
+        append.entries.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "non-consecutive sequence numbers in append for {}",
+        append.worker
+    );
+    debug_assert_eq!(
+        append.entries.last().map(|e| e.seq),
+        Some(append.metadata.last_index),
+        "metadata last_index disagrees with the appended entries of {}",
+        append.worker
+    );
+}

@@ -1,0 +1,54 @@
+//! An in-memory `OplogStore`: for tests, and as the base of test wrappers that delay or fail
+//! durability on purpose. Nothing survives the process.
+
+use crate::embedded::{append_rows, decode_metadata, decode_row};
+use crate::limits::READ_PAGE_ENTRIES_MAX;
+use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Rows in one ordered map, encoded exactly as the embedded backend encodes them, so tests on
+/// it exercise the real encodings.
+#[derive(Default)]
+pub struct MemoryStore {
+    // std's Mutex: held only for map operations, never across an await.
+    rows: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl OplogStore for MemoryStore {
+    async fn append(&self, append: Append) -> Result<(), StorageError> {
+        let rows = append_rows(&append)?;
+        let mut map = self.rows.lock().expect("memory store lock");
+        map.extend(rows);
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEntry>, StorageError> {
+        let (start, end) = keys::oplog_range_from(worker, from);
+        let map = self.rows.lock().expect("memory store lock");
+        map.range(start..end)
+            .take(limit.min(READ_PAGE_ENTRIES_MAX))
+            .map(|(k, v)| decode_row(worker, k, v))
+            .collect()
+    }
+
+    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
+        let map = self.rows.lock().expect("memory store lock");
+        map.get(&keys::worker_metadata(worker))
+            .map(|v| decode_metadata(worker, v))
+            .transpose()
+    }
+}
