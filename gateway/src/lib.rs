@@ -1,1 +1,333 @@
+//! `gateway` turns HTTP requests into invocations: a hyper server with bounded headers, bodies,
+//! connections and time; a router compiled once from validated API definitions, with every
+//! route's arguments type-checked against the component's WIT exports before it serves; JSON ⇄
+//! WIT value conversion; and one mapping from failures to JSON error responses.
+//!
+//! It knows routes and HTTP. It does not know how workers run or where oplogs live: that is the
+//! runtime's business, reached through `Runtime::invoke`.
 
+mod error;
+pub mod json;
+pub mod limits;
+mod server;
+
+pub use error::ApiError;
+pub use server::serve;
+
+use bytes::Bytes;
+use error::json_response;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use revenant_api_definitions::{
+    ApiDefinition, ArgSource, Diagnostic, Diagnostics, Method, Route, TemplatePart, Var,
+};
+use revenant_runtime::{Runtime, ValueType, WorkerId};
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// A route bound to a resolved export whose parameter types are known.
+struct Binding {
+    route: Route,
+    export: String,
+    params: Vec<(String, ValueType)>,
+    uses_body: bool,
+}
+
+/// The routes of one API definition, ready to serve.
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    router: matchit::Router<usize>,
+    /// For each distinct path pattern, its bindings by method.
+    paths: Vec<Vec<(Method, Binding)>>,
+}
+
+impl Gateway {
+    /// Binds every route to its export and checks each argument's source against the
+    /// parameter's WIT type. A definition with any problem is rejected whole.
+    pub fn new(runtime: Arc<Runtime>, api: &ApiDefinition) -> Result<Self, Diagnostics> {
+        let mut problems = Vec::new();
+        let mut router = matchit::Router::new();
+        let mut paths: Vec<Vec<(Method, Binding)>> = Vec::new();
+        let mut index_of_pattern = std::collections::HashMap::new();
+        for route in &api.routes {
+            let binding = match bind(&runtime, route) {
+                Ok(b) => b,
+                Err(mut ds) => {
+                    problems.append(&mut ds);
+                    continue;
+                }
+            };
+            let idx = *index_of_pattern
+                .entry(route.path.pattern.clone())
+                .or_insert_with(|| {
+                    paths.push(Vec::new());
+                    paths.len() - 1
+                });
+            if paths[idx].is_empty()
+                && let Err(e) = router.insert(route.path.pattern.clone(), idx)
+            {
+                problems.push(Diagnostic::new(route.location.clone(), e.to_string()));
+            }
+            paths[idx].push((route.method, binding));
+        }
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems));
+        }
+        Ok(Self {
+            runtime,
+            router,
+            paths,
+        })
+    }
+
+    /// Serves one request. Never fails: every error becomes a JSON response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match self.route(request).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, ApiError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = request.uri().path().to_string();
+        let matched = self.router.at(&path).map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                format!("no route matches {path}"),
+            )
+        })?;
+        let bindings = &self.paths[*matched.value];
+        let Some((_, binding)) = bindings
+            .iter()
+            .find(|(m, _)| m.as_str() == request.method().as_str())
+        else {
+            let allowed: Vec<&str> = bindings.iter().map(|(m, _)| m.as_str()).collect();
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed on {path}; allowed: {}",
+                    request.method(),
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
+            return Ok(response);
+        };
+        let params: Vec<(String, String)> = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let idempotency_key = match request.headers().get("idempotency-key") {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| ApiError::bad_argument("Idempotency-Key must be visible ASCII"))?
+                .to_string(),
+            None => generated_key(),
+        };
+
+        let body = if binding.uses_body {
+            read_json_body(request.into_body()).await?
+        } else {
+            Json::Null
+        };
+        let route = &binding.route;
+        let worker_name = expand(&route.worker.parts, &params, &body)?;
+        let mut args = Vec::with_capacity(binding.params.len());
+        for (source, (name, ty)) in route.args.iter().zip(&binding.params) {
+            args.push(match source {
+                ArgSource::Var(Var::Path(p)) => json::text_to_value(lookup(&params, p), ty, p)
+                    .map_err(ApiError::bad_argument)?,
+                ArgSource::Var(Var::Body(fields)) => {
+                    let (json, at) = body_field(&body, fields)?;
+                    json::to_value(json, ty, &at).map_err(ApiError::bad_argument)?
+                }
+                ArgSource::Text(t) => {
+                    let text = expand(&t.parts, &params, &body)?;
+                    json::text_to_value(&text, ty, name).map_err(ApiError::bad_argument)?
+                }
+            });
+        }
+        let worker = WorkerId::new(route.component.clone(), worker_name);
+        let results = self
+            .runtime
+            .invoke(worker, &binding.export, args, idempotency_key)
+            .await?;
+        let json = match results.as_slice() {
+            [] => Json::Null,
+            [one] => json::from_value(one),
+            many => Json::Array(many.iter().map(json::from_value).collect()),
+        };
+        Ok(json_response(StatusCode::OK, &json))
+    }
+}
+
+fn bind(runtime: &Runtime, route: &Route) -> Result<Binding, Vec<Diagnostic>> {
+    let on_route = |message: String| {
+        vec![Diagnostic::new(
+            route.location.clone(),
+            format!("route {}: {message}", route.describe()),
+        )]
+    };
+    let component = runtime
+        .component(&route.component)
+        .ok_or_else(|| on_route(format!("component `{}` is not loaded", route.component)))?;
+    let export = component.resolve(&route.call).map_err(|m| {
+        vec![Diagnostic::new(
+            route.call_location.clone(),
+            format!("route {}: {m}", route.describe()),
+        )]
+    })?;
+    let params = &export.signature.params;
+    if params.len() != route.args.len() {
+        let expected: Vec<String> = params
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", t.describe()))
+            .collect();
+        return Err(on_route(format!(
+            "`{}` takes {} argument(s) ({}), the route gives {}",
+            export.name,
+            params.len(),
+            expected.join(", "),
+            route.args.len()
+        )));
+    }
+    let mut problems = Vec::new();
+    for (i, (source, (name, ty))) in route.args.iter().zip(params).enumerate() {
+        let from_text = !matches!(source, ArgSource::Var(Var::Body(_)));
+        let problem = if let Some(what) = ty.unsupported() {
+            Some(format!(
+                "parameter `{name}` has type {what}, which HTTP cannot carry"
+            ))
+        } else if from_text && !json::accepts_text(ty) {
+            Some(format!(
+                "parameter `{name}` is a {}, which cannot come from text; take it from the body",
+                ty.describe()
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            problems.push(Diagnostic::new(
+                route.arg_locations[i].clone(),
+                format!("route {}: {p}", route.describe()),
+            ));
+        }
+    }
+    if let Some(what) = export
+        .signature
+        .results
+        .iter()
+        .find_map(ValueType::unsupported)
+    {
+        problems.extend(on_route(format!(
+            "`{}` returns {what}, which HTTP cannot carry",
+            export.name
+        )));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let uses_body = route.args.iter().any(|a| match a {
+        ArgSource::Var(v) => matches!(v, Var::Body(_)),
+        ArgSource::Text(t) => t.vars().any(|v| matches!(v, Var::Body(_))),
+    });
+    Ok(Binding {
+        route: route.clone(),
+        export: export.name.clone(),
+        params: params.clone(),
+        uses_body,
+    })
+}
+
+fn lookup<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn expand(
+    parts: &[TemplatePart],
+    params: &[(String, String)],
+    body: &Json,
+) -> Result<String, ApiError> {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            TemplatePart::Literal(l) => out.push_str(l),
+            TemplatePart::Var(Var::Path(p)) => out.push_str(lookup(params, p)),
+            TemplatePart::Var(Var::Body(fields)) => match body_field(body, fields)? {
+                (Json::String(s), _) => out.push_str(s),
+                (j @ (Json::Number(_) | Json::Bool(_)), _) => out.push_str(&j.to_string()),
+                (_, at) => {
+                    return Err(ApiError::bad_argument(format!(
+                        "{at}: expected a string or number"
+                    )));
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn body_field<'a>(body: &'a Json, fields: &[String]) -> Result<(&'a Json, String), ApiError> {
+    let mut at = String::from("body");
+    let mut current = body;
+    for f in fields {
+        at.push('.');
+        at.push_str(f);
+        current = current
+            .get(f)
+            .ok_or_else(|| ApiError::bad_argument(format!("{at}: missing")))?;
+    }
+    Ok((current, at))
+}
+
+async fn read_json_body<B>(body: B) -> Result<Json, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let collected = Limited::new(body, limits::BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body exceeds {} bytes", limits::BODY_BYTES_MAX),
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", e.to_string())
+            }
+        })?
+        .to_bytes();
+    if collected.is_empty() {
+        return Ok(Json::Null);
+    }
+    serde_json::from_slice(&collected)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("body: {e}")))
+}
+
+/// A fresh idempotency key for a request that brought none: 128 random bits.
+fn generated_key() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's entropy source failed");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("gen-{hex}")
+}

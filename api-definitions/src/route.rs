@@ -1,0 +1,369 @@
+//! Routes: the YAML shape (`RouteSpec`), and the validated form (`Route`) a router is built from.
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::template::{Template, Var};
+use marked_yaml::Spanned;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// One route as written in YAML. Every field keeps its position for error messages.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub method: Spanned<String>,
+    pub path: Spanned<String>,
+    pub component: Spanned<String>,
+    pub worker: Spanned<String>,
+    pub call: Spanned<String>,
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "GET" => Self::Get,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A path such as `/user/{user-id}/activities`: literal segments and whole-segment parameters.
+/// The syntax is matchit's, so the template is also the router's pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathTemplate {
+    pub pattern: String,
+    pub params: Vec<String>,
+}
+
+impl PathTemplate {
+    fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!("a path starts with `/`, got `{text}`"));
+        };
+        let mut params: Vec<String> = Vec::new();
+        if !rest.is_empty() {
+            for segment in rest.split('/') {
+                if segment.is_empty() {
+                    return Err(format!("`{text}` has an empty segment"));
+                }
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    if !valid_param_name(name) {
+                        return Err(format!(
+                            "parameter `{{{name}}}`: a name is lower-case letters, digits, `-` \
+                             and `_`, starting with a letter"
+                        ));
+                    }
+                    if params.iter().any(|p| p == name) {
+                        return Err(format!("parameter `{{{name}}}` appears twice"));
+                    }
+                    params.push(name.to_string());
+                } else if segment.contains(['{', '}']) {
+                    return Err(format!(
+                        "segment `{segment}`: a parameter must be a whole segment, like `{{id}}`"
+                    ));
+                } else if !segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+                {
+                    return Err(format!(
+                        "segment `{segment}`: literal segments use letters, digits and `-._~`"
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            pattern: text.to_string(),
+            params,
+        })
+    }
+}
+
+fn valid_param_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Where one argument of the call comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgSource {
+    /// Exactly one placeholder: the value is converted to the parameter's type.
+    Var(Var),
+    /// Text, possibly with placeholders: a string (or parsed as the parameter's type).
+    Text(Template),
+}
+
+/// A validated route.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: PathTemplate,
+    pub component: String,
+    pub worker: Template,
+    pub call: String,
+    pub args: Vec<ArgSource>,
+    /// Where the route (its `method`), its `call` and each argument are written.
+    pub location: Location,
+    pub call_location: Location,
+    pub arg_locations: Vec<Location>,
+}
+
+impl Route {
+    /// `POST /user/{user-id}/activities`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.method, self.path.pattern)
+    }
+}
+
+/// A validated set of routes, ready for a router.
+#[derive(Clone, Debug, Default)]
+pub struct ApiDefinition {
+    pub routes: Vec<Route>,
+}
+
+/// Validates `specs` from `file`. `component_exists` says which component names are known.
+/// Returns every problem, not just the first.
+pub fn compile(
+    file: &str,
+    specs: &[RouteSpec],
+    component_exists: impl Fn(&str) -> bool,
+) -> Result<ApiDefinition, Diagnostics> {
+    let mut problems = Vec::new();
+    let mut routes = Vec::new();
+    // One matchit router per method finds overlapping paths the way the real router would.
+    let mut routers: HashMap<Method, matchit::Router<()>> = HashMap::new();
+    for spec in specs {
+        let at = |span: &marked_yaml::Span| Location::of_span(file, span);
+        let before = problems.len();
+        let method = Method::parse(&spec.method);
+        if method.is_none() {
+            problems.push(Diagnostic::new(
+                at(spec.method.span()),
+                format!(
+                    "unknown method `{}`: use GET, POST, PUT, PATCH or DELETE",
+                    spec.method.as_str()
+                ),
+            ));
+        }
+        let path = PathTemplate::parse(&spec.path)
+            .map_err(|m| problems.push(Diagnostic::new(at(spec.path.span()), m)))
+            .ok();
+        let params = path.as_ref().map(|p| p.params.clone()).unwrap_or_default();
+        if !component_exists(&spec.component) {
+            problems.push(Diagnostic::new(
+                at(spec.component.span()),
+                format!("unknown component `{}`", spec.component.as_str()),
+            ));
+        }
+        let worker = match Template::parse(&spec.worker, &params) {
+            Ok(t) if t.vars().any(|v| matches!(v, Var::Body(_))) => {
+                problems.push(Diagnostic::new(
+                    at(spec.worker.span()),
+                    "a worker name cannot come from the body: it must be known before the \
+                     body is read",
+                ));
+                None
+            }
+            Ok(t) if t.parts.is_empty() => {
+                problems.push(Diagnostic::new(at(spec.worker.span()), "empty worker name"));
+                None
+            }
+            Ok(t) => Some(t),
+            Err(m) => {
+                problems.push(Diagnostic::new(at(spec.worker.span()), m));
+                None
+            }
+        };
+        if spec.call.trim().is_empty() {
+            problems.push(Diagnostic::new(at(spec.call.span()), "empty `call`"));
+        }
+        let mut args = Vec::new();
+        for arg in &spec.args {
+            match Template::parse(arg, &params) {
+                Ok(t) => args.push(match t.single_var() {
+                    Some(v) => ArgSource::Var(v.clone()),
+                    None => ArgSource::Text(t),
+                }),
+                Err(m) => problems.push(Diagnostic::new(at(arg.span()), m)),
+            }
+        }
+        if let (Some(method), Some(path)) = (method, path.as_ref()) {
+            let router = routers.entry(method).or_default();
+            if let Err(e) = router.insert(path.pattern.clone(), ()) {
+                problems.push(Diagnostic::new(
+                    at(spec.path.span()),
+                    format!("{method} {} overlaps another route: {e}", path.pattern),
+                ));
+            }
+        }
+        if problems.len() > before {
+            continue;
+        }
+        if let (Some(method), Some(path), Some(worker)) = (method, path, worker) {
+            routes.push(Route {
+                method,
+                path,
+                component: spec.component.to_string(),
+                worker,
+                call: spec.call.trim().to_string(),
+                args,
+                location: at(spec.method.span()),
+                call_location: at(spec.call.span()),
+                arg_locations: spec.args.iter().map(|a| at(a.span())).collect(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(ApiDefinition { routes })
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_yaml;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        routes: Vec<RouteSpec>,
+    }
+
+    fn compile_text(text: &str) -> Result<ApiDefinition, Diagnostics> {
+        let doc: Doc = parse_yaml("routes.yaml", text).map_err(|d| Diagnostics(vec![d]))?;
+        compile("routes.yaml", &doc.routes, |c| c == "user-activity")
+    }
+
+    const GOOD: &str = "\
+routes:
+  - method: POST
+    path: /user/{user-id}/activities
+    component: user-activity
+    worker: user-{user-id}
+    call: add-activity
+    args: [\"{body.kind}\", \"{body.detail}\"]
+  - method: GET
+    path: /user/{user-id}/count
+    component: user-activity
+    worker: user-{user-id}
+    call: count
+";
+
+    #[test]
+    fn the_demo_routes_compile() {
+        let api = compile_text(GOOD).unwrap();
+        assert_eq!(api.routes.len(), 2);
+        let r = &api.routes[0];
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.path.params, vec!["user-id".to_string()]);
+        assert_eq!(r.args[0], ArgSource::Var(Var::Body(vec!["kind".into()])));
+        assert_eq!((r.location.line, r.call_location.line), (2, 6));
+        assert_eq!(r.location.column, 13);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let bad = GOOD.replace(
+            "worker: user-{user-id}\n    call: count",
+            "worker: user-{userid}\n    call: count",
+        );
+        let err = compile_text(&bad).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let d = &err.0[0];
+        assert_eq!((d.location.line, d.location.column), (11, 13), "{d}");
+        assert!(
+            d.to_string()
+                .starts_with("routes.yaml:11:13: unknown placeholder `{userid}`"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let bad = GOOD.replace("method: POST", "method: FETCH").replace(
+            "component: user-activity\n    worker: user-{user-id}\n    call: count",
+            "component: nope\n    worker: user-{user-id}\n    call: count",
+        );
+        let err = compile_text(&bad).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("routes.yaml:2:13: unknown method `FETCH`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routes.yaml:10:16: unknown component `nope`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_and_shape_errors_are_located() {
+        let err = compile_text("routes:\n  - method: [GET\n").unwrap_err();
+        assert_eq!(err.0[0].location.line, 3, "{err}");
+        let err = compile_text(&GOOD.replace("call: count", "call: count\n    colour: blue"))
+            .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        assert_eq!(err.0[0].location.line, 13, "{err}");
+    }
+
+    #[test]
+    fn overlapping_routes_and_bad_paths_are_refused() {
+        let dup = format!("{GOOD}{}", &GOOD["routes:\n".len()..]);
+        assert!(
+            compile_text(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("overlaps")
+        );
+        for path in ["user/{id}", "/a//b", "/a/x{id}", "/a/{Id}", "/a/{id}/{id}"] {
+            let text = GOOD.replace("/user/{user-id}/count", path);
+            assert!(compile_text(&text).is_err(), "{path} should be refused");
+        }
+    }
+
+    #[test]
+    fn the_worker_name_cannot_come_from_the_body() {
+        let text = GOOD.replace(
+            "worker: user-{user-id}\n    call: count",
+            "worker: \"{body.x}\"\n    call: count",
+        );
+        assert!(
+            compile_text(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("body")
+        );
+    }
+}

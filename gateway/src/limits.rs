@@ -1,0 +1,23 @@
+//! Every bound the gateway enforces, with its reason.
+
+use std::time::Duration;
+
+/// Largest request body read. A route's arguments are small JSON documents; anything larger is
+/// refused with 413 before it is buffered.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Time a client has to send its request headers. Without it a client that sends headers byte
+/// by byte holds a connection forever (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes of request headers hyper buffers per connection.
+pub const HEADER_BYTES_MAX: usize = 64 * 1024;
+
+/// Time from a request's arrival to its response, body reading and the invocation included.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Open connections at once: each costs a task and buffers; past this the listener waits.
+pub const CONNECTIONS_MAX: usize = 10_000;
+
+/// Concurrent HTTP/2 streams per connection.
+pub const H2_STREAMS_MAX: u32 = 256;

@@ -1,0 +1,89 @@
+//! The HTTP server: accepts connections within the bounds in `limits`, serves HTTP/1.1 and
+//! HTTP/2 through hyper, and hands each request to the [`Gateway`].
+
+use crate::limits::{
+    CONNECTIONS_MAX, H2_STREAMS_MAX, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT, REQUEST_DEADLINE,
+};
+use crate::{ApiError, Gateway};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+/// Serves `gateway` on `listener` until `shutdown` completes. The listener is passed in so that
+/// callers (and tests) choose the address, port 0 included.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEADER_BYTES_MAX);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS_MAX)
+        .max_header_list_size(HEADER_BYTES_MAX as u32);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("semaphore never closes"),
+            () = &mut shutdown => return Ok(()),
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and similar: the next accept may succeed.
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let service = ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http())
+            .service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move {
+                    let response =
+                        match tokio::time::timeout(REQUEST_DEADLINE, gateway.handle(request)).await
+                        {
+                            Ok(r) => r,
+                            Err(_) => ApiError::new(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "deadline_exceeded",
+                                format!("no answer within {REQUEST_DEADLINE:?}"),
+                            )
+                            .into_response(),
+                        };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = TokioIo::new(stream);
+            if let Err(e) = builder
+                .serve_connection(io, TowerToHyperService::new(service))
+                .await
+            {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
