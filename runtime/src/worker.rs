@@ -232,7 +232,7 @@ async fn call(
 ) -> Result<Vec<Value>, String> {
     let func = active
         .instance
-        .get_func(&mut active.store, &export.index)
+        .get_func(&mut active.store, export.index)
         .ok_or_else(|| format!("export `{}` not found in instance", export.name))?;
     let params: Vec<Val> = args.iter().map(to_val).collect();
     let mut results = vec![Val::Bool(false); export.signature.results.len()];

@@ -30,8 +30,11 @@ pub struct CommitStats {
     pub appends: AtomicU64,
 }
 
+/// Key-value pairs to write, already encoded.
+pub(crate) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 struct Pending {
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    rows: Rows,
     bytes: usize,
     done: oneshot::Sender<Result<(), String>>,
 }
@@ -42,6 +45,7 @@ pub struct EmbeddedStore {
     keyspace: Keyspace,
     queue: mpsc::Sender<Pending>,
     stats: Arc<CommitStats>,
+    committer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EmbeddedStore {
@@ -62,7 +66,7 @@ impl EmbeddedStore {
             receiver,
             stats: stats.clone(),
         };
-        std::thread::Builder::new()
+        let committer = std::thread::Builder::new()
             .name("revenant-group-commit".into())
             .spawn(move || committer.run())
             .map_err(StorageError::engine)?;
@@ -70,11 +74,24 @@ impl EmbeddedStore {
             keyspace,
             queue,
             stats,
+            committer: Some(committer),
         })
     }
 
     pub fn stats(&self) -> &CommitStats {
         &self.stats
+    }
+}
+
+impl Drop for EmbeddedStore {
+    /// Closes the queue and waits for the committer to finish its batch and release the
+    /// database, so that the directory can be reopened at once.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.queue, closed));
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
     }
 }
 
@@ -149,7 +166,7 @@ pub(crate) fn decode_metadata(
 }
 
 /// The rows one append writes: each entry under its key, and the metadata.
-pub(crate) fn append_rows(append: &Append) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+pub(crate) fn append_rows(append: &Append) -> Result<Rows, StorageError> {
     crate::debug_check_append(append);
     let mut rows = Vec::with_capacity(append.entries.len() + 1);
     for e in &append.entries {

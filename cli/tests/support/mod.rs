@@ -1,0 +1,138 @@
+//! Helpers for end-to-end tests: start the real `revenant` binary on 127.0.0.1 with port 0,
+//! learn its address from its first line of output, speak HTTP to it, and SIGKILL it by PID.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value as Json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The demo project file; its component must have been built (scripts/test.sh does it).
+pub fn demo_config() -> PathBuf {
+    let component = workspace().join("target/wasm32-wasip2/guest/user_activity.wasm");
+    assert!(
+        component.exists(),
+        "{} is missing: run the tests through scripts/test.sh, which builds it",
+        component.display()
+    );
+    workspace().join("examples/user-activity/revenant.yaml")
+}
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `revenant serve` on `data` and waits (with a deadline) until it listens.
+    pub fn start(config: &Path, data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_revenant"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--data")
+            .arg(data)
+            .env("REVENANT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("revenant starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("revenant listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("revenant did not report its address within 60 s");
+            }
+        };
+        Self { child, url }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, by this child's PID, then reap it.
+    pub fn kill9(mut self) {
+        // std's `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL delivered");
+        let status = self.child.wait().expect("reaped");
+        assert!(!status.success(), "the server was killed, not exited: {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn request(&self, method: &str, url: &str, body: Option<Json>) -> Result<(u16, Json), String> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes))
+            .map_err(|e| e.to_string())?;
+        let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let json = serde_json::from_slice(&body).map_err(|e| format!("{e}: {body:?}"))?;
+        Ok((status, json))
+    }
+
+    pub async fn get(&self, url: &str) -> Json {
+        let (status, json) = self.request("GET", url, None).await.expect("GET answered");
+        assert_eq!(status, 200, "GET {url}: {json}");
+        json
+    }
+
+    pub async fn post(&self, url: &str, body: Json) -> Json {
+        let (status, json) = self.request("POST", url, Some(body)).await.expect("POST answered");
+        assert_eq!(status, 200, "POST {url}: {json}");
+        json
+    }
+}
+
+/// Polls `check` until it returns true or the deadline passes.
+pub async fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

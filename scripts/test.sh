@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one test command (README.md, and .ci/run calls exactly this). On a fresh Debian machine
+# with only the Rust toolchain it installs what the tests need, builds the example component,
+# then runs format, lint and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy
+
+# The example component that the runtime, gateway and end-to-end tests run.
+cargo build --locked -p user-activity --target wasm32-wasip2 --profile guest
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets --all-features -- -D warnings
+cargo test --locked
