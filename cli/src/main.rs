@@ -37,6 +37,49 @@ enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
+    /// Drive a closed-model HTTP load at per-user routes and check per-user counters.
+    ///
+    /// Example: revenant loadtest --url http://127.0.0.1:8080 --users 1000 --connections 64
+    ///   --method POST --path '/user/{user}/activities'
+    ///   --body '{"kind":"bench","detail":"{n}"}' --verify-count '/user/{user}/count'
+    Loadtest(LoadtestArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadtestArgs {
+    /// Base URL of the service.
+    #[arg(long)]
+    url: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: http::Method,
+    /// Path; `{user}` becomes the user's key, `{n}` a per-run sequence number.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// JSON body, with the same substitutions.
+    #[arg(long)]
+    body: Option<String>,
+    /// Number of distinct users.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Prefix of user keys (`{prefix}{index}`).
+    #[arg(long, default_value = "")]
+    user_prefix: String,
+    /// Concurrent connections (closed model: one request in flight each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// After the run, GET this path per user and check its number against the acknowledged calls.
+    #[arg(long)]
+    verify_count: Option<String>,
+    /// Name printed on the final `RESULT` line, for scripts.
+    #[arg(long, default_value = "run")]
+    name: String,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { project } => runtime.block_on(serve(project, true)),
         Command::Check { project } => runtime.block_on(serve(project, false)),
+        Command::Loadtest(args) => runtime.block_on(loadtest(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +190,42 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     revenant_gateway::serve(listener, Arc::new(gateway), shutdown_signal())
         .await
         .context("serving")?;
+    Ok(())
+}
+
+async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
+    let load = revenant_loadtest::ClosedLoad {
+        base_url: args.url.trim_end_matches('/').to_string(),
+        request: revenant_loadtest::RequestTemplate {
+            method: args.method,
+            path: args.path,
+            body: args.body,
+        },
+        users: args.users,
+        user_prefix: args.user_prefix,
+        connections: args.connections,
+        warmup: std::time::Duration::from_secs(args.warmup_secs),
+        duration: std::time::Duration::from_secs(args.duration_secs),
+        verify_count_path: args.verify_count,
+    };
+    let report = revenant_loadtest::run_closed(load)
+        .await
+        .map_err(|e| Failure::Other(e.into()))?;
+    print!("{report}");
+    println!(
+        "RESULT {} {:.0} {:.2} {:.2} {}",
+        args.name,
+        report.rate(),
+        report.percentile_ms(0.5),
+        report.percentile_ms(0.99),
+        report.errors.values().sum::<u64>()
+    );
+    if !report.verify_failures.is_empty() {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "{} users' state disagrees with what the server acknowledged",
+            report.verify_failures.len()
+        )));
+    }
     Ok(())
 }
 

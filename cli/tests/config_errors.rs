@@ -27,10 +27,19 @@ fn a_bad_route_is_reported_with_file_line_and_column_and_nothing_serves() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    let expected = format!("{}:7:13: unknown placeholder `{{userid}}`", config.display());
-    assert!(stderr.contains(&expected), "expected `{expected}` in:\n{stderr}");
+    let expected = format!(
+        "{}:7:13: unknown placeholder `{{userid}}`",
+        config.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in:\n{stderr}"
+    );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
-    assert!(!data.exists(), "a project that cannot serve must not touch its data");
+    assert!(
+        !data.exists(),
+        "a project that cannot serve must not touch its data"
+    );
 }
 
 #[test]
@@ -55,6 +64,12 @@ fn a_route_whose_arguments_cannot_type_check_is_refused_at_load() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains(&format!("{}:4:13:", config.display())), "{stderr}");
-    assert!(stderr.contains("takes 2 argument(s) (kind: string, detail: string), the route gives 1"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:13:", config.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("takes 2 argument(s) (kind: string, detail: string), the route gives 1"),
+        "{stderr}"
+    );
 }

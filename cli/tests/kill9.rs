@@ -28,7 +28,9 @@ async fn activities_come_back_exactly_after_kill_9() {
                 .await;
             assert_eq!(count, json!(i + 1));
         }
-        let list = http.get(&format!("{}/user/{user}/activities", server.url)).await;
+        let list = http
+            .get(&format!("{}/user/{user}/activities", server.url))
+            .await;
         assert_eq!(list.as_array().unwrap().len(), n);
         before.insert(user, list);
     }
@@ -36,7 +38,9 @@ async fn activities_come_back_exactly_after_kill_9() {
 
     let server = Server::start(&config, data.path());
     for (user, n) in users {
-        let after = http.get(&format!("{}/user/{user}/activities", server.url)).await;
+        let after = http
+            .get(&format!("{}/user/{user}/activities", server.url))
+            .await;
         // Same order, same recorded timestamps and random ids: the state was replayed from the
         // oplog, not recomputed (recomputing would draw new ids and read a later clock).
         assert_eq!(after, before[user], "activities of {user} after restart");
@@ -45,7 +49,10 @@ async fn activities_come_back_exactly_after_kill_9() {
     }
     // And the workers carry on from there.
     let count = http
-        .post(&format!("{}/user/bob/activities", server.url), json!({"kind": "k", "detail": "d"}))
+        .post(
+            &format!("{}/user/bob/activities", server.url),
+            json!({"kind": "k", "detail": "d"}),
+        )
         .await;
     assert_eq!(count, json!(2));
 }
@@ -67,7 +74,8 @@ async fn every_acknowledged_call_survives_kill_9_under_load() {
     let mut calls = Vec::new();
     for user in 0..USERS {
         for call in 0..CALLS_PER_USER {
-            let (http, url, limit, acked) = (http.clone(), url.clone(), limit.clone(), acked.clone());
+            let (http, url, limit, acked) =
+                (http.clone(), url.clone(), limit.clone(), acked.clone());
             calls.push(tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await.unwrap();
                 let detail = format!("u{user}-c{call}");
@@ -88,9 +96,11 @@ async fn every_acknowledged_call_survives_kill_9_under_load() {
             }));
         }
     }
-    eventually("half the calls to be acknowledged", Duration::from_secs(120), || {
-        acked.load(Ordering::SeqCst) >= KILL_AFTER_ACKS
-    })
+    eventually(
+        "half the calls to be acknowledged",
+        Duration::from_secs(120),
+        || acked.load(Ordering::SeqCst) >= KILL_AFTER_ACKS,
+    )
     .await;
     server.kill9();
 
@@ -101,7 +111,10 @@ async fn every_acknowledged_call_survives_kill_9_under_load() {
         }
     }
     let total_acked: usize = acknowledged.values().map(HashSet::len).sum();
-    eprintln!("acknowledged before the kill: {total_acked} of {}", USERS * CALLS_PER_USER);
+    eprintln!(
+        "acknowledged before the kill: {total_acked} of {}",
+        USERS * CALLS_PER_USER
+    );
     assert!(total_acked >= KILL_AFTER_ACKS);
     assert!(
         total_acked < USERS * CALLS_PER_USER,
@@ -110,7 +123,9 @@ async fn every_acknowledged_call_survives_kill_9_under_load() {
 
     let server = Server::start(&config, data.path());
     for user in 0..USERS {
-        let list = http.get(&format!("{}/user/u{user}/activities", server.url)).await;
+        let list = http
+            .get(&format!("{}/user/u{user}/activities", server.url))
+            .await;
         let details: Vec<String> = list
             .as_array()
             .unwrap()
@@ -118,11 +133,24 @@ async fn every_acknowledged_call_survives_kill_9_under_load() {
             .map(|a| a["detail"].as_str().unwrap().to_string())
             .collect();
         let unique: HashSet<&String> = details.iter().collect();
-        assert_eq!(unique.len(), details.len(), "user {user} has a duplicated activity");
+        assert_eq!(
+            unique.len(),
+            details.len(),
+            "user {user} has a duplicated activity"
+        );
         for d in acknowledged.get(&user).into_iter().flatten() {
-            assert!(unique.contains(d), "user {user}: acknowledged call {d} was lost");
+            assert!(
+                unique.contains(d),
+                "user {user}: acknowledged call {d} was lost"
+            );
         }
-        let count = http.get(&format!("{}/user/u{user}/count", server.url)).await;
-        assert_eq!(count, Json::from(details.len()), "user {user}: count disagrees with the list");
+        let count = http
+            .get(&format!("{}/user/u{user}/count", server.url))
+            .await;
+        assert_eq!(
+            count,
+            Json::from(details.len()),
+            "user {user}: count disagrees with the list"
+        );
     }
 }

@@ -31,7 +31,12 @@ impl OplogStore for WithheldDurability {
         self.gate.acquire().await.expect("gate open").forget();
         self.inner.append(append).await
     }
-    async fn read(&self, w: &WorkerId, from: u64, limit: usize) -> Result<Vec<SequencedEntry>, StorageError> {
+    async fn read(
+        &self,
+        w: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEntry>, StorageError> {
         self.inner.read(w, from, limit).await
     }
     async fn metadata(&self, w: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
@@ -48,11 +53,18 @@ struct Project {
 async fn the_reply_waits_until_the_entries_are_durable() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let component = root.join("target/wasm32-wasip2/guest/user_activity.wasm");
-    assert!(component.exists(), "build the example component first (scripts/test.sh)");
+    assert!(
+        component.exists(),
+        "build the example component first (scripts/test.sh)"
+    );
     let config_path = root.join("examples/user-activity/revenant.yaml");
-    let project: Project =
-        parse_yaml("revenant.yaml", &std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    let api = revenant_api_definitions::compile("revenant.yaml", &project.routes, |_| true).unwrap();
+    let project: Project = parse_yaml(
+        "revenant.yaml",
+        &std::fs::read_to_string(&config_path).unwrap(),
+    )
+    .unwrap();
+    let api =
+        revenant_api_definitions::compile("revenant.yaml", &project.routes, |_| true).unwrap();
 
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let store = Arc::new(WithheldDurability {
@@ -86,20 +98,40 @@ async fn the_reply_waits_until_the_entries_are_durable() {
         .await
         .expect("the append reaches the store")
         .unwrap();
-    assert!(entries >= 3, "Create, InvocationStarted, host calls, InvocationCompleted");
+    assert!(
+        entries >= 3,
+        "Create, InvocationStarted, host calls, InvocationCompleted"
+    );
     // ...but while they are not durable, no reply may go out. (A bounded wait for something
     // that must not happen; the positive case below waits for nothing but the reply.)
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), &mut reply).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), &mut reply)
+            .await
+            .is_err(),
         "the reply went out before the entries were durable"
     );
-    assert!(store.inner.read(&WorkerId::new("user-activity", "user-7"), 1, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .inner
+            .read(&WorkerId::new("user-activity", "user-7"), 1, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store.gate.add_permits(1);
     let response = reply.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"1");
-    let log = store.inner.read(&WorkerId::new("user-activity", "user-7"), 1, 100).await.unwrap();
-    assert_eq!(log.len(), entries, "the reply came after exactly those entries were stored");
+    let log = store
+        .inner
+        .read(&WorkerId::new("user-activity", "user-7"), 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.len(),
+        entries,
+        "the reply came after exactly those entries were stored"
+    );
 }

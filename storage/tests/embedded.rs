@@ -2,7 +2,9 @@
 //! acknowledged is there, in order, after the store is reopened.
 
 use revenant_storage::embedded::EmbeddedStore;
-use revenant_storage::{Append, OplogEntry, OplogStore, SequencedEntry, Value, WorkerId, WorkerMetadata};
+use revenant_storage::{
+    Append, OplogEntry, OplogStore, SequencedEntry, Value, WorkerId, WorkerMetadata,
+};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -30,8 +32,14 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
                     store
                         .append(Append {
                             worker: worker.clone(),
-                            entries: vec![SequencedEntry { seq, entry: entry(seq) }],
-                            metadata: WorkerMetadata { component_hash: "h".into(), last_index: seq },
+                            entries: vec![SequencedEntry {
+                                seq,
+                                entry: entry(seq),
+                            }],
+                            metadata: WorkerMetadata {
+                                component_hash: "h".into(),
+                                last_index: seq,
+                            },
                         })
                         .await
                         .unwrap();
@@ -44,7 +52,10 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
         let commits = store.stats().commits.load(Ordering::Relaxed);
         let appends = store.stats().appends.load(Ordering::Relaxed);
         assert_eq!(appends, WORKERS * APPENDS);
-        assert!(commits < appends, "group commit should batch: {commits} commits for {appends} appends");
+        assert!(
+            commits < appends,
+            "group commit should batch: {commits} commits for {appends} appends"
+        );
     }
     let store = EmbeddedStore::open(dir.path()).unwrap();
     for w in 0..WORKERS {
@@ -53,10 +64,22 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
         let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (1..=APPENDS).collect::<Vec<_>>());
         assert_eq!(log[4].entry, entry(5));
-        assert_eq!(store.metadata(&worker).await.unwrap().unwrap().last_index, APPENDS);
+        assert_eq!(
+            store.metadata(&worker).await.unwrap().unwrap().last_index,
+            APPENDS
+        );
         // Reading from the middle pages correctly.
         let tail = store.read(&worker, 15, 3).await.unwrap();
-        assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![15, 16, 17]);
+        assert_eq!(
+            tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![15, 16, 17]
+        );
     }
-    assert!(store.metadata(&WorkerId::new("c", "nobody")).await.unwrap().is_none());
+    assert!(
+        store
+            .metadata(&WorkerId::new("c", "nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

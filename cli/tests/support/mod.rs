@@ -77,7 +77,10 @@ impl Server {
         // std's `Child::kill` sends SIGKILL on Unix.
         self.child.kill().expect("SIGKILL delivered");
         let status = self.child.wait().expect("reaped");
-        assert!(!status.success(), "the server was killed, not exited: {status}");
+        assert!(
+            !status.success(),
+            "the server was killed, not exited: {status}"
+        );
     }
 }
 
@@ -100,7 +103,12 @@ impl Http {
         }
     }
 
-    pub async fn request(&self, method: &str, url: &str, body: Option<Json>) -> Result<(u16, Json), String> {
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Json>,
+    ) -> Result<(u16, Json), String> {
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let request = http::Request::builder()
             .method(method)
@@ -108,9 +116,18 @@ impl Http {
             .header("content-type", "application/json")
             .body(Full::new(bytes))
             .map_err(|e| e.to_string())?;
-        let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         let json = serde_json::from_slice(&body).map_err(|e| format!("{e}: {body:?}"))?;
         Ok((status, json))
     }
@@ -122,7 +139,10 @@ impl Http {
     }
 
     pub async fn post(&self, url: &str, body: Json) -> Json {
-        let (status, json) = self.request("POST", url, Some(body)).await.expect("POST answered");
+        let (status, json) = self
+            .request("POST", url, Some(body))
+            .await
+            .expect("POST answered");
         assert_eq!(status, 200, "POST {url}: {json}");
         json
     }
