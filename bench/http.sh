@@ -26,13 +26,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a server in the background, waits (bounded) for its "listening on URL" line.
+# Starts a server in the background and waits (bounded) for its "listening on URL" line;
+# sets $url and $pid. Not called in a subshell, so the cleanup trap sees every PID.
 start() {
   local out="$work/$1.out"; shift
   "$@" >"$out" 2>"$out.err" &
-  pids+=($!)
+  pid=$!
+  pids+=("$pid")
   for _ in $(seq 600); do
-    if url=$(sed -n 's/.*listening on //p' "$out") && [ -n "$url" ]; then echo "$url"; return; fi
+    url=$(sed -n 's/.*listening on //p' "$out")
+    if [ -n "$url" ]; then return; fi
     sleep 0.1
   done
   echo "server did not start: $(cat "$out.err")" >&2; exit 1
@@ -43,13 +46,13 @@ load() {
     --warmup-secs "$WARMUP" --duration-secs "$DURATION" "$@"
 }
 
-hello=$(start hello target/release/hello-server --listen 127.0.0.1:0)
-load --name hello --url "$hello" --path / | tee "$work/hello.txt"
-kill "${pids[0]}"
+start hello target/release/hello-server --listen 127.0.0.1:0
+load --name hello --url "$url" --path / | tee "$work/hello.txt"
+kill "$pid"
 
-revenant=$(start revenant env REVENANT_LOG=warn target/release/revenant serve \
-  --config examples/user-activity/revenant.yaml --data "$work/data" --listen 127.0.0.1:0)
-load --name durable-add-activity --url "$revenant" --method POST \
+start revenant env REVENANT_LOG=warn target/release/revenant serve \
+  --config examples/user-activity/revenant.yaml --data "$work/data" --listen 127.0.0.1:0
+load --name durable-add-activity --url "$url" --method POST \
   --path '/user/{user}/activities' --body '{"kind":"bench","detail":"call {n}"}' \
   --user-prefix u --verify-count '/user/{user}/count' | tee "$work/durable.txt"
 
