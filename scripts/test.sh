@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
 
+# The FoundationDB bindings (cargo feature `foundationdb`, linted with --all-features) run
+# bindgen at build time, which needs libclang.
+if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libclang-dev
+fi
+
 # The example component that the runtime, gateway and end-to-end tests run.
 cargo build --locked -p user-activity --target wasm32-wasip2 --profile guest
 

@@ -301,6 +301,8 @@ async fn invoke_live(
     let last_index = first + entries.len() as u64 - 1;
     let append = Append {
         worker: ctx.id.clone(),
+        // One node owning its store: no lease to check yet (the cluster issue adds leases).
+        fence: None,
         entries,
         metadata: WorkerMetadata {
             component_hash: ctx.component.info.hash.clone(),

@@ -6,18 +6,28 @@
 //! workers share one sync, which is what makes durable invocations cheap (see
 //! `docs/storage.md` for the measurements that chose this design).
 
+use crate::kv::buffer::Point;
+use crate::kv::{
+    AtomicOp, CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, RangeOptions,
+    Transaction, TxBuffer, apply_atomic, key_after, run_transaction,
+};
+use crate::kv_oplog::AppendCheck;
 use crate::limits::{
-    APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_ENTRIES_MAX, READ_PAGE_ENTRIES_MAX,
+    APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_ENTRIES_MAX, KV_COMMIT_HISTORY_MAX,
+    KV_TRANSACTION_DURATION_MAX, READ_PAGE_ENTRIES_MAX,
 };
 use crate::{
     Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys, oplog,
 };
 use async_trait::async_trait;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 const METADATA_VERSION: u8 = 1;
 
@@ -28,21 +38,63 @@ pub struct CommitStats {
     pub commits: AtomicU64,
     /// Appends made durable by them.
     pub appends: AtomicU64,
+    /// KV transactions committed by them.
+    pub transactions: AtomicU64,
 }
 
 /// Key-value pairs to write, already encoded.
 pub(crate) type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
-struct Pending {
-    rows: Rows,
-    bytes: usize,
-    done: oneshot::Sender<Result<(), String>>,
+enum Pending {
+    Append {
+        rows: Rows,
+        check: AppendCheck,
+        done: oneshot::Sender<Result<(), KvError>>,
+    },
+    Transaction {
+        buffer: TxBuffer,
+        read_version: u64,
+        done: oneshot::Sender<Result<(), KvError>>,
+    },
 }
 
-/// The fjall-backed store. Cheap to share behind an `Arc`; dropping the last handle stops the
-/// committer after it has finished the batch in hand.
+impl Pending {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Append { rows, .. } => rows.len(),
+            Self::Transaction { buffer, .. } => buffer.points.len() + buffer.cleared.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Append { rows, .. } => rows.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Self::Transaction { buffer, .. } => buffer.bytes(),
+        }
+    }
+
+    fn finish(self, result: Result<(), KvError>) {
+        let done = match self {
+            Self::Append { done, .. } | Self::Transaction { done, .. } => done,
+        };
+        // A waiter that gave up is no error: the outcome stands either way.
+        let _ = done.send(result);
+    }
+}
+
+/// The version of the data visible to new transactions, and the fjall snapshot that goes with
+/// it, advanced together by the committer.
+struct Visible {
+    version: u64,
+}
+
+/// The fjall-backed store: the KV interface (serializable transactions) and the oplog (group
+/// commit). Cheap to share behind an `Arc`; dropping it stops the committer after the batch in
+/// hand.
 pub struct EmbeddedStore {
+    db: Database,
     keyspace: Keyspace,
+    visible: Arc<Mutex<Visible>>,
     queue: mpsc::Sender<Pending>,
     stats: Arc<CommitStats>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -60,18 +112,23 @@ impl EmbeddedStore {
             .map_err(StorageError::engine)?;
         let (queue, receiver) = mpsc::channel(APPEND_QUEUE_DEPTH);
         let stats = Arc::new(CommitStats::default());
+        let visible = Arc::new(Mutex::new(Visible { version: 1 }));
         let committer = Committer {
-            db,
+            db: db.clone(),
             keyspace: keyspace.clone(),
             receiver,
             stats: stats.clone(),
+            visible: visible.clone(),
+            history: VecDeque::new(),
         };
         let committer = std::thread::Builder::new()
             .name("revenant-group-commit".into())
             .spawn(move || committer.run())
             .map_err(StorageError::engine)?;
         Ok(Self {
+            db,
             keyspace,
+            visible,
             queue,
             stats,
             committer: Some(committer),
@@ -80,6 +137,20 @@ impl EmbeddedStore {
 
     pub fn stats(&self) -> &CommitStats {
         &self.stats
+    }
+
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), KvError>>) -> Pending,
+    ) -> Result<(), KvError> {
+        let (done, outcome) = oneshot::channel();
+        self.queue
+            .send(make(done))
+            .await
+            .map_err(|_| KvError::Engine("the store is closed".into()))?;
+        outcome
+            .await
+            .map_err(|_| KvError::Engine("the committer stopped".into()))?
     }
 }
 
@@ -100,6 +171,15 @@ struct Committer {
     keyspace: Keyspace,
     receiver: mpsc::Receiver<Pending>,
     stats: Arc<CommitStats>,
+    visible: Arc<Mutex<Visible>>,
+    /// Recent commits' versions and written ranges, for conflict checks.
+    history: VecDeque<CommitRecord>,
+}
+
+/// What a batch has written so far, read before the database by later items of the same batch.
+#[derive(Default)]
+struct Overlay {
+    values: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Committer {
@@ -107,39 +187,193 @@ impl Committer {
         // A blocking thread, not a task: the sync blocks for milliseconds and must not stall
         // the async workers that are filling the next batch meanwhile.
         while let Some(first) = self.receiver.blocking_recv() {
-            let mut rows = first.rows.len();
-            let mut bytes = first.bytes;
+            let mut rows = first.rows();
+            let mut bytes = first.bytes();
             let mut batch = vec![first];
             while rows < GROUP_COMMIT_ENTRIES_MAX && bytes < GROUP_COMMIT_BYTES_MAX {
                 match self.receiver.try_recv() {
                     Ok(p) => {
-                        rows += p.rows.len();
-                        bytes += p.bytes;
+                        rows += p.rows();
+                        bytes += p.bytes();
                         batch.push(p);
                     }
                     Err(_) => break,
                 }
             }
-            let result = self.commit(&batch);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .appends
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for p in batch {
-                // An appender that gave up waiting is no error: its entries are durable anyway.
-                let _ = p.done.send(result.clone());
-            }
+            self.commit_batch(batch);
         }
     }
 
-    fn commit(&self, batch: &[Pending]) -> Result<(), String> {
-        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
-        for pending in batch {
-            for (key, value) in &pending.rows {
-                write.insert(&self.keyspace, key.as_slice(), value.as_slice());
+    fn commit_batch(&mut self, batch: Vec<Pending>) {
+        let mut version = self.visible.lock().expect("visible lock").version;
+        let mut overlay = Overlay::default();
+        let mut write = self.db.batch();
+        let mut outcomes: Vec<Result<(), KvError>> = Vec::with_capacity(batch.len());
+        let (mut appends, mut transactions) = (0u64, 0u64);
+        for pending in &batch {
+            let outcome = match pending {
+                Pending::Append { rows, check, .. } => {
+                    self.validate_append(check, &overlay).map(|write_rows| {
+                        if write_rows {
+                            version += 1;
+                            let mut ranges = Vec::with_capacity(rows.len());
+                            for (k, v) in rows {
+                                write.insert(&self.keyspace, k.as_slice(), v.as_slice());
+                                overlay.values.insert(k.clone(), Some(v.clone()));
+                                ranges.push((k.clone(), key_after(k)));
+                            }
+                            self.remember(version, ranges);
+                        }
+                        appends += 1;
+                    })
+                }
+                Pending::Transaction {
+                    buffer,
+                    read_version,
+                    ..
+                } => self
+                    .validate_transaction(buffer, *read_version)
+                    .and_then(|()| {
+                        if buffer.is_read_only() {
+                            return Ok(());
+                        }
+                        version += 1;
+                        self.apply_transaction(buffer, &mut write, &mut overlay)?;
+                        self.remember(version, buffer.write_ranges());
+                        transactions += 1;
+                        Ok(())
+                    }),
+            };
+            outcomes.push(outcome);
+        }
+        // Make the batch visible to new transactions, then durable, then tell the waiters. A
+        // reader may see the batch before the sync; whatever it commits is journaled after it,
+        // so it can never become durable without the batch.
+        let written = {
+            let mut visible = self.visible.lock().expect("visible lock");
+            let r = write.commit();
+            if r.is_ok() {
+                visible.version = version;
+            }
+            r
+        }
+        .and_then(|()| self.db.persist(PersistMode::SyncData));
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.appends.fetch_add(appends, Ordering::Relaxed);
+        self.stats
+            .transactions
+            .fetch_add(transactions, Ordering::Relaxed);
+        let failure = written.err().map(|e| KvError::Engine(e.to_string()));
+        let mut answers: Vec<(Pending, Result<(), KvError>)> = batch
+            .into_iter()
+            .zip(outcomes)
+            .map(|(pending, outcome)| match (&failure, outcome) {
+                (Some(e), Ok(())) => (pending, Err(e.clone())),
+                (_, o) => (pending, o),
+            })
+            .collect();
+        // Refused transactions hear first, so that their retries queue ahead of the winners'
+        // next transactions; otherwise the first in a batch wins every round and the others
+        // starve under contention.
+        answers.sort_by_key(|(_, outcome)| outcome.is_ok());
+        for (pending, outcome) in answers {
+            pending.finish(outcome);
+        }
+    }
+
+    fn remember(&mut self, version: u64, ranges: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.history.push_back((version, ranges));
+        if self.history.len() > KV_COMMIT_HISTORY_MAX {
+            self.history.pop_front();
+        }
+    }
+
+    fn current(&self, overlay: &Overlay, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        if let Some(v) = overlay.values.get(key) {
+            return Ok(v.clone());
+        }
+        self.keyspace
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| KvError::Engine(e.to_string()))
+    }
+
+    fn validate_append(&self, check: &AppendCheck, overlay: &Overlay) -> Result<bool, KvError> {
+        // The checks every backend makes, here against the latest data: the committer is the
+        // only writer, so nothing changes between the check and the write.
+        let lease = match check.fence {
+            Some(f) => self.current(overlay, &keys::shard_lease(f.shard))?,
+            None => None,
+        };
+        let first = self.current(overlay, &check.first_row.0)?;
+        let metadata = self.current(overlay, &keys::worker_metadata(&check.worker))?;
+        check.decide(lease.as_deref(), first.as_deref(), metadata.as_deref())
+    }
+
+    fn validate_transaction(&self, buffer: &TxBuffer, read_version: u64) -> Result<(), KvError> {
+        if let Some(e) = &buffer.limit_error {
+            return Err(e.clone());
+        }
+        let oldest = self.history.front().map_or(0, |(v, _)| v - 1);
+        if read_version < oldest {
+            return Err(KvError::TooOld);
+        }
+        let conflicted = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|(v, _)| *v > read_version)
+            .any(|(_, writes)| buffer.conflicts_with(writes));
+        if conflicted {
+            return Err(KvError::Conflict);
+        }
+        Ok(())
+    }
+
+    fn apply_transaction(
+        &self,
+        buffer: &TxBuffer,
+        write: &mut fjall::OwnedWriteBatch,
+        overlay: &mut Overlay,
+    ) -> Result<(), KvError> {
+        for (b, e) in &buffer.cleared {
+            let mut doomed: Vec<Vec<u8>> = Vec::new();
+            for item in self.keyspace.range(b.as_slice()..e.as_slice()) {
+                doomed.push(
+                    item.key()
+                        .map_err(|e| KvError::Engine(e.to_string()))?
+                        .to_vec(),
+                );
+            }
+            doomed.extend(
+                overlay
+                    .values
+                    .range(b.clone()..e.clone())
+                    .map(|(k, _)| k.clone()),
+            );
+            for k in doomed {
+                write.remove(&self.keyspace, k.as_slice());
+                overlay.values.insert(k, None);
             }
         }
-        write.commit().map_err(|e| e.to_string())
+        for (k, p) in &buffer.points {
+            let value = match p {
+                Point::Value(v) => v.clone(),
+                Point::Atomic(ops) => {
+                    let mut current = self.current(overlay, k)?;
+                    for op in ops {
+                        current = Some(apply_atomic(current.as_deref(), op));
+                    }
+                    current
+                }
+            };
+            match &value {
+                Some(v) => write.insert(&self.keyspace, k.as_slice(), v.as_slice()),
+                None => write.remove(&self.keyspace, k.as_slice()),
+            }
+            overlay.values.insert(k.clone(), value);
+        }
+        Ok(())
     }
 }
 
@@ -204,17 +438,10 @@ pub(crate) fn decode_row(
 impl OplogStore for EmbeddedStore {
     async fn append(&self, append: Append) -> Result<(), StorageError> {
         let rows = append_rows(&append)?;
-        let bytes = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let (done, durable) = oneshot::channel();
-        self.queue
-            .send(Pending { rows, bytes, done })
+        let check = AppendCheck::of(&append, &rows);
+        self.submit(|done| Pending::Append { rows, check, done })
             .await
-            .map_err(|_| StorageError::Closed)?;
-        match durable.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageError::Engine(e)),
-            Err(_) => Err(StorageError::Closed),
-        }
+            .map_err(StorageError::from)
     }
 
     async fn read(
@@ -246,5 +473,155 @@ impl OplogStore for EmbeddedStore {
             .get(keys::worker_metadata(worker))
             .map_err(StorageError::engine)?;
         value.map(|v| decode_metadata(worker, &v)).transpose()
+    }
+}
+
+/// A transaction on the embedded store: reads from a fjall snapshot through its own writes;
+/// the committer validates it against the commits made since the snapshot.
+#[derive(Clone)]
+pub struct EmbeddedTx {
+    snapshot: Snapshot,
+    keyspace: Keyspace,
+    read_version: u64,
+    started: Instant,
+    buffer: Arc<Mutex<TxBuffer>>,
+}
+
+impl EmbeddedTx {
+    fn check_age(&self) -> Result<(), KvError> {
+        if self.started.elapsed() > KV_TRANSACTION_DURATION_MAX {
+            return Err(KvError::TooOld);
+        }
+        Ok(())
+    }
+
+    fn snapshot_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        let iter = self.snapshot.range(&self.keyspace, begin..end);
+        let rows: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        rows.take(limit)
+            .map(|g| {
+                g.into_inner()
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| KvError::Engine(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+// Reads run inline: fjall serves them from memory or the page cache in microseconds, and a
+// transaction's reads are few and small (`KV_RANGE_ROWS_MAX` bounds a range).
+impl Transaction for EmbeddedTx {
+    fn get(
+        &self,
+        key: &[u8],
+        snapshot: bool,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, KvError>> + Send {
+        let result = self.check_age().and_then(|()| {
+            let mut buffer = self.buffer.lock().expect("tx lock");
+            buffer.get(key, snapshot, || {
+                self.snapshot
+                    .get(&self.keyspace, key)
+                    .map(|v| v.map(|v| v.to_vec()))
+                    .map_err(|e| KvError::Engine(e.to_string()))
+            })
+        });
+        std::future::ready(result)
+    }
+
+    fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        options: RangeOptions,
+    ) -> impl Future<Output = Result<Vec<KeyValue>, KvError>> + Send {
+        let result = self.check_age().and_then(|()| {
+            let mut buffer = self.buffer.lock().expect("tx lock");
+            buffer.get_range(begin, end, options, |limit, reverse| {
+                self.snapshot_range(begin, end, limit, reverse)
+            })
+        });
+        std::future::ready(result)
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.buffer.lock().expect("tx lock").set(key, value);
+    }
+
+    fn clear(&self, key: &[u8]) {
+        self.buffer.lock().expect("tx lock").clear(key);
+    }
+
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.buffer.lock().expect("tx lock").clear_range(begin, end);
+    }
+
+    fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.buffer
+            .lock()
+            .expect("tx lock")
+            .atomic(key, AtomicOp::Add(delta));
+    }
+
+    fn atomic_max(&self, key: &[u8], value: u64) {
+        self.buffer
+            .lock()
+            .expect("tx lock")
+            .atomic(key, AtomicOp::Max(value));
+    }
+}
+
+impl OccBackend for EmbeddedStore {
+    type Tx = EmbeddedTx;
+
+    fn begin(&self) -> Result<EmbeddedTx, KvError> {
+        // The snapshot and its version are taken together, under the lock the committer holds
+        // while it makes a batch visible.
+        let visible = self.visible.lock().expect("visible lock");
+        Ok(EmbeddedTx {
+            snapshot: self.db.snapshot(),
+            keyspace: self.keyspace.clone(),
+            read_version: visible.version,
+            started: Instant::now(),
+            buffer: Arc::default(),
+        })
+    }
+
+    fn commit(&self, tx: EmbeddedTx) -> impl Future<Output = Result<(), KvError>> + Send {
+        let buffer = std::mem::take(&mut *tx.buffer.lock().expect("tx lock"));
+        let read_version = tx.read_version;
+        async move {
+            if buffer.is_read_only() && buffer.limit_error.is_none() {
+                return Ok(());
+            }
+            self.submit(|done| Pending::Transaction {
+                buffer,
+                read_version,
+                done,
+            })
+            .await
+        }
+    }
+}
+
+impl KvStore for EmbeddedStore {
+    type Tx = EmbeddedTx;
+
+    fn transact<T, F, Fut>(&self, f: F) -> impl Future<Output = Result<T, KvError>> + Send
+    where
+        T: Send,
+        F: Fn(EmbeddedTx, MaybeCommitted) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, KvError>> + Send,
+    {
+        run_transaction(self, f)
     }
 }

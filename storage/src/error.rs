@@ -16,6 +16,16 @@ pub enum StorageError {
     /// An entry is larger than any backend accepts (see `limits::ENTRY_BYTES_MAX`).
     #[error("oplog entry of {bytes} bytes exceeds the limit of {limit} bytes")]
     EntryTooLarge { bytes: usize, limit: usize },
+    /// The appender's lease epoch is not the shard's current one: another node owns the shard.
+    #[error("fenced: the lease of shard {shard} is at epoch {found:?}, not {expected}")]
+    Fenced {
+        shard: u32,
+        expected: u64,
+        found: Option<u64>,
+    },
+    /// The append does not follow the log (a gap, or a different entry at its position).
+    #[error("append refused: {0}")]
+    Rejected(String),
     /// The store is shutting down or its committer is gone.
     #[error("storage is closed")]
     Closed,
@@ -24,5 +34,25 @@ pub enum StorageError {
 impl StorageError {
     pub(crate) fn engine(e: impl fmt::Display) -> Self {
         Self::Engine(e.to_string())
+    }
+}
+
+impl From<crate::kv::KvError> for StorageError {
+    fn from(e: crate::kv::KvError) -> Self {
+        use crate::kv::KvError;
+        match e {
+            KvError::Fenced {
+                shard,
+                expected,
+                found,
+            } => Self::Fenced {
+                shard,
+                expected,
+                found,
+            },
+            KvError::Invalid(m) => Self::Rejected(m),
+            KvError::ValueTooLarge { bytes, limit } => Self::EntryTooLarge { bytes, limit },
+            other => Self::Engine(other.to_string()),
+        }
     }
 }

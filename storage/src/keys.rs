@@ -4,6 +4,7 @@
 //! ```text
 //! ("w", component, worker)        -> worker metadata
 //! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
+//! ("s", shard)                    -> shard lease {node, epoch, expires}
 //! ```
 
 use crate::WorkerId;
@@ -11,6 +12,11 @@ use foundationdb_tuple::{pack, unpack};
 
 const WORKER: &str = "w";
 const OPLOG: &str = "l";
+const LEASE: &str = "s";
+
+pub fn shard_lease(shard: u32) -> Vec<u8> {
+    pack(&(LEASE, shard))
+}
 
 pub fn worker_metadata(worker: &WorkerId) -> Vec<u8> {
     pack(&(WORKER, worker.component.as_str(), worker.name.as_str()))

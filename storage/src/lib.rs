@@ -8,7 +8,12 @@
 
 pub mod embedded;
 mod error;
+#[cfg(feature = "foundationdb")]
+pub mod fdb;
 pub mod keys;
+pub mod kv;
+pub mod kv_oplog;
+pub mod leases;
 pub mod limits;
 pub mod memory;
 pub mod oplog;
@@ -60,14 +65,30 @@ pub struct WorkerMetadata {
 #[derive(Clone, Debug)]
 pub struct Append {
     pub worker: WorkerId,
+    /// The lease the writer believes it holds. When set, the append commits only if the shard's
+    /// lease is still at this epoch, checked inside the append's own transaction, so a node that
+    /// lost its lease cannot write whatever it believes. `None` (one node that owns its store
+    /// exclusively) skips the check.
+    pub fence: Option<Fence>,
     pub entries: Vec<SequencedEntry>,
     pub metadata: WorkerMetadata,
+}
+
+/// A shard and the lease epoch an appender holds on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub shard: u32,
+    pub epoch: u64,
 }
 
 /// The durable log of every worker. Sequence numbers start at 1 and have no gaps.
 ///
 /// `append` returns only once the entries are durable: a caller may then tell the outside world
 /// about them. Implementations may batch appends of many workers into one durable commit.
+///
+/// Appends are idempotent: repeating an append whose first entry is already stored with the same
+/// bytes succeeds without writing (this is how a retry after an unknown commit result is safe);
+/// an append that would leave a gap, or overwrite a different entry, is refused.
 #[async_trait]
 pub trait OplogStore: Send + Sync + 'static {
     /// Makes `append.entries` durable, atomically with the metadata.

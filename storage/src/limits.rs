@@ -18,3 +18,28 @@ pub const APPEND_QUEUE_DEPTH: usize = 4_096;
 
 /// Most entries returned by one `read`: a replay pages through longer logs.
 pub const READ_PAGE_ENTRIES_MAX: usize = 1_000;
+
+/// FoundationDB's limits, kept by every backend so that layers written against one run on all
+/// (FoundationDB "known limitations"): keys up to 10 KB, values up to 100 KB, a transaction's
+/// mutations up to 10 MB.
+pub const KV_KEY_BYTES_MAX: usize = 10_000;
+pub const KV_VALUE_BYTES_MAX: usize = 100_000;
+pub const KV_TRANSACTION_BYTES_MAX: usize = 10_000_000;
+
+/// FoundationDB's transaction lifetime: a transaction older than this cannot commit (1007).
+pub const KV_TRANSACTION_DURATION_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Attempts `transact` makes before giving up on retryable errors. FoundationDB's `run` retries
+/// forever unless told otherwise; an unbounded retry hides an overloaded or broken store.
+pub const KV_ATTEMPTS_MAX: u32 = 100;
+
+/// Most rows one range read returns; longer ranges are read in pages.
+pub const KV_RANGE_ROWS_MAX: usize = 10_000;
+
+/// Commits the in-process backends remember for conflict checks. A transaction whose snapshot is
+/// older than the oldest remembered commit is too old, as past FoundationDB's 5 s window.
+pub const KV_COMMIT_HISTORY_MAX: usize = 100_000;
+
+/// Timeout set on every FoundationDB transaction, in milliseconds: its 5 s lifetime plus
+/// margin for the commit, so `run` never hangs on an unreachable cluster.
+pub const FDB_TRANSACTION_TIMEOUT_MS: i32 = 6_000;

@@ -32,6 +32,7 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
                     store
                         .append(Append {
                             worker: worker.clone(),
+                            fence: None,
                             entries: vec![SequencedEntry {
                                 seq,
                                 entry: entry(seq),

@@ -1,0 +1,170 @@
+//! The `OplogStore` written once over the KV interface: one small transaction per append (what
+//! FoundationDB wants: many in parallel), snapshot range reads in pages for replay.
+
+use crate::embedded::{Rows, append_rows, decode_metadata, decode_row};
+use crate::kv::{KvError, KvStore, RangeOptions, Transaction};
+use crate::limits::READ_PAGE_ENTRIES_MAX;
+use crate::{
+    Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys, leases,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub struct KvOplog<K> {
+    kv: K,
+}
+
+impl<K: KvStore> KvOplog<K> {
+    pub fn new(kv: K) -> Self {
+        Self { kv }
+    }
+
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+}
+
+/// What the checks every backend makes before writing an append need of it.
+pub(crate) struct AppendCheck {
+    pub worker: WorkerId,
+    pub fence: Option<crate::Fence>,
+    pub first_seq: u64,
+    pub first_row: (Vec<u8>, Vec<u8>),
+}
+
+impl AppendCheck {
+    pub fn of(append: &Append, rows: &Rows) -> Self {
+        Self {
+            worker: append.worker.clone(),
+            fence: append.fence,
+            first_seq: append.entries.first().map_or(0, |e| e.seq),
+            first_row: rows[0].clone(),
+        }
+    }
+
+    /// Decides an append from what the store holds, read in the transaction that writes it: the
+    /// shard's lease (fencing), the key of the append's first entry (idempotency: the same bytes
+    /// there mean an earlier attempt committed), and the worker's metadata (contiguity).
+    ///
+    /// Returns `true` if the rows must be written, `false` if they already are.
+    pub fn decide(
+        &self,
+        lease: Option<&[u8]>,
+        first: Option<&[u8]>,
+        metadata: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        if let Some(fence) = self.fence {
+            let found = lease.map(leases::decode).transpose()?.map(|l| l.epoch);
+            if found != Some(fence.epoch) {
+                return Err(KvError::Fenced {
+                    shard: fence.shard,
+                    expected: fence.epoch,
+                    found,
+                });
+            }
+        }
+        match first {
+            Some(stored) if stored == self.first_row.1.as_slice() => return Ok(false),
+            Some(_) => {
+                return Err(KvError::Invalid(format!(
+                    "entry {} of {} already holds a different entry",
+                    self.first_seq, self.worker
+                )));
+            }
+            None => {}
+        }
+        let last = match metadata {
+            Some(bytes) => {
+                decode_metadata(&self.worker, bytes)
+                    .map_err(|e| KvError::Invalid(e.to_string()))?
+                    .last_index
+            }
+            None => 0,
+        };
+        if self.first_seq != last + 1 {
+            return Err(KvError::Invalid(format!(
+                "append at {} to {} does not follow its last entry {last}",
+                self.first_seq, self.worker
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Reads what `decide` needs, with conflicting reads, and decides.
+    async fn decide_in<T: Transaction>(&self, tx: &T) -> Result<bool, KvError> {
+        let lease = match self.fence {
+            Some(f) => tx.get(&keys::shard_lease(f.shard), false).await?,
+            None => None,
+        };
+        let first = tx.get(&self.first_row.0, false).await?;
+        let metadata = tx.get(&keys::worker_metadata(&self.worker), false).await?;
+        self.decide(lease.as_deref(), first.as_deref(), metadata.as_deref())
+    }
+}
+
+#[async_trait]
+impl<K: KvStore> OplogStore for KvOplog<K> {
+    async fn append(&self, append: Append) -> Result<(), StorageError> {
+        let rows = Arc::new(append_rows(&append)?);
+        let check = Arc::new(AppendCheck::of(&append, &rows));
+        self.kv
+            .transact(|tx, _maybe_committed| {
+                let (rows, check) = (rows.clone(), check.clone());
+                async move {
+                    // Whether or not an earlier attempt may have committed, the check below finds
+                    // out from the store itself.
+                    if check.decide_in(&tx).await? {
+                        for (k, v) in rows.iter() {
+                            tx.set(k, v);
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEntry>, StorageError> {
+        let (start, end) = keys::oplog_range_from(worker, from);
+        let limit = limit.clamp(1, READ_PAGE_ENTRIES_MAX);
+        let rows = self
+            .kv
+            .transact(|tx, _| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    // Replay reads history that no longer changes: snapshot reads add no
+                    // conflicts.
+                    tx.get_range(
+                        &start,
+                        &end,
+                        RangeOptions {
+                            limit,
+                            reverse: false,
+                            snapshot: true,
+                        },
+                    )
+                    .await
+                }
+            })
+            .await?;
+        rows.iter().map(|(k, v)| decode_row(worker, k, v)).collect()
+    }
+
+    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
+        let key = keys::worker_metadata(worker);
+        let bytes = self
+            .kv
+            .transact(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        bytes.map(|b| decode_metadata(worker, &b)).transpose()
+    }
+}

@@ -1,0 +1,473 @@
+//! One conformance suite for every backend: the KV interface's semantics (FoundationDB's) and
+//! the oplog's. Each backend's test file calls [`kv_suite`] and [`oplog_suite`].
+//!
+//! Each check uses its own key prefix, so the checks can share one store.
+
+#![allow(dead_code)]
+
+use foundationdb_tuple::pack;
+use revenant_storage::kv::{KvError, KvStore, RangeOptions, Transaction};
+use revenant_storage::{
+    Append, Fence, OplogEntry, OplogStore, SequencedEntry, StorageError, Value, WorkerId,
+    WorkerMetadata, leases,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn key(prefix: &str, n: u64) -> Vec<u8> {
+    pack(&("conformance", prefix, n))
+}
+
+fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut end = pack(&("conformance", prefix));
+    let begin = end.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+async fn put<K: KvStore>(kv: &K, k: Vec<u8>, v: Vec<u8>) {
+    kv.transact(|tx, _| {
+        let (k, v) = (k.clone(), v.clone());
+        async move {
+            tx.set(&k, &v);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+}
+
+async fn get<K: KvStore>(kv: &K, k: &[u8]) -> Option<Vec<u8>> {
+    kv.transact(|tx, _| async move { tx.get(k, false).await })
+        .await
+        .unwrap()
+}
+
+/// `faults`: the backend injects failures, so attempt counts are not exact and only idempotent
+/// transactions keep exact results.
+pub async fn kv_suite<K: KvStore + Clone>(kv: K, faults: bool) {
+    ordering_and_paging(&kv).await;
+    read_your_writes(&kv).await;
+    read_modify_write_is_serializable(&kv).await;
+    if !faults {
+        conflicting_and_snapshot_reads(&kv).await;
+        atomic_ops_never_conflict(&kv).await;
+    }
+    limits_are_refused_not_truncated(&kv).await;
+}
+
+async fn ordering_and_paging<K: KvStore>(kv: &K) {
+    let numbers = [0u64, 1, 9, 10, 255, 256, 65_535, 65_536, 1 << 32, u64::MAX];
+    for n in numbers.iter().rev() {
+        put(kv, key("order", *n), n.to_le_bytes().to_vec()).await;
+    }
+    let (begin, end) = prefix_range("order");
+    let all = kv
+        .transact(|tx, _| {
+            let (b, e) = (begin.clone(), end.clone());
+            async move { tx.get_range(&b, &e, RangeOptions::default()).await }
+        })
+        .await
+        .unwrap();
+    let got: Vec<u64> = all
+        .iter()
+        .map(|(_, v)| u64::from_le_bytes(v.as_slice().try_into().unwrap()))
+        .collect();
+    assert_eq!(got, numbers, "tuple-encoded integers sort numerically");
+
+    // Paging: read 3 at a time, continuing after the last key.
+    let mut paged = Vec::new();
+    let mut from = begin.clone();
+    loop {
+        let page = kv
+            .transact(|tx, _| {
+                let (b, e) = (from.clone(), end.clone());
+                async move {
+                    tx.get_range(
+                        &b,
+                        &e,
+                        RangeOptions {
+                            limit: 3,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                }
+            })
+            .await
+            .unwrap();
+        let Some((last, _)) = page.last() else { break };
+        from = last.clone();
+        from.push(0);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+
+    let reversed = kv
+        .transact(|tx, _| {
+            let (b, e) = (begin.clone(), end.clone());
+            async move {
+                tx.get_range(
+                    &b,
+                    &e,
+                    RangeOptions {
+                        limit: 2,
+                        reverse: true,
+                        snapshot: false,
+                    },
+                )
+                .await
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(reversed, vec![all[9].clone(), all[8].clone()]);
+}
+
+async fn read_your_writes<K: KvStore>(kv: &K) {
+    for n in 0..5 {
+        put(kv, key("ryw", n), vec![n as u8]).await;
+    }
+    let (begin, end) = prefix_range("ryw");
+    let seen = kv
+        .transact(|tx, _| {
+            let (b, e) = (begin.clone(), end.clone());
+            async move {
+                tx.set(&key("ryw", 7), b"new");
+                tx.clear(&key("ryw", 0));
+                tx.clear_range(&key("ryw", 2), &key("ryw", 4));
+                tx.atomic_add(&key("ryw", 9), 5);
+                tx.atomic_add(&key("ryw", 9), 6);
+                let one = tx.get(&key("ryw", 0), false).await?;
+                let add = tx.get(&key("ryw", 9), false).await?;
+                let range = tx.get_range(&b, &e, RangeOptions::default()).await?;
+                Ok((one, add, range))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.0, None);
+    assert_eq!(seen.1, Some(11u64.to_le_bytes().to_vec()));
+    let keys: Vec<Vec<u8>> = seen.2.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![key("ryw", 1), key("ryw", 4), key("ryw", 7), key("ryw", 9)]
+    );
+    // And the same after commit.
+    let after = kv
+        .transact(|tx, _| {
+            let (b, e) = (begin.clone(), end.clone());
+            async move { tx.get_range(&b, &e, RangeOptions::default()).await }
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, seen.2);
+}
+
+async fn read_modify_write_is_serializable<K: KvStore + Clone>(kv: &K) {
+    // Under group commit a contended key advances one transaction per batch, and every task
+    // pays an attempt per batch it loses: TASKS * INCREMENTS stays well below the attempt
+    // bound (`KV_ATTEMPTS_MAX`), since the check is about lost updates, not contention.
+    const TASKS: u64 = 4;
+    const INCREMENTS: u64 = 10;
+    let counter = key("rmw", 0);
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (kv, counter) = (kv.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..INCREMENTS {
+                // Idempotent the FoundationDB way: the increment writes a marker of its own, and
+                // an attempt that may follow a committed one checks the marker first.
+                let marker = pack(&("conformance", "rmw-done", task, i));
+                kv.transact(|tx, maybe_committed| {
+                    let (counter, marker) = (counter.clone(), marker.clone());
+                    async move {
+                        if maybe_committed.0 && tx.get(&marker, false).await?.is_some() {
+                            return Ok(());
+                        }
+                        let n = tx
+                            .get(&counter, false)
+                            .await?
+                            .map_or(0, |v| u64::from_le_bytes(v.as_slice().try_into().unwrap()));
+                        tokio::task::yield_now().await;
+                        tx.set(&counter, &(n + 1).to_le_bytes());
+                        tx.set(&marker, b"");
+                        Ok(())
+                    }
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = get(kv, &counter).await.unwrap();
+    assert_eq!(
+        u64::from_le_bytes(n.as_slice().try_into().unwrap()),
+        TASKS * INCREMENTS
+    );
+}
+
+/// A transaction reads X; before it commits, another transaction writes X and commits. With a
+/// normal read the first attempt conflicts and is retried; with a snapshot read it commits.
+async fn conflicting_and_snapshot_reads<K: KvStore + Clone>(kv: &K) {
+    for (snapshot, expected_attempts) in [(false, 2), (true, 1)] {
+        let x = key("conflict-x", snapshot as u64);
+        let y = key("conflict-y", snapshot as u64);
+        let attempts = Arc::new(AtomicU32::new(0));
+        kv.transact(|tx, _| {
+            let (kv, x, y, attempts) = (kv.clone(), x.clone(), y.clone(), attempts.clone());
+            async move {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+                let _ = tx.get(&x, snapshot).await?;
+                if attempt == 0 {
+                    put(&kv, x.clone(), b"changed".to_vec()).await;
+                }
+                tx.set(&y, b"written");
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            expected_attempts,
+            "snapshot read: {snapshot}"
+        );
+        assert_eq!(get(kv, &y).await.as_deref(), Some(&b"written"[..]));
+    }
+}
+
+async fn atomic_ops_never_conflict<K: KvStore + Clone>(kv: &K) {
+    let k = key("atomic", 0);
+    let m = key("atomic", 1);
+    let attempts = Arc::new(AtomicU32::new(0));
+    kv.transact(|tx, _| {
+        let (kv, k, m, attempts) = (kv.clone(), k.clone(), m.clone(), attempts.clone());
+        async move {
+            if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                kv.transact(|inner, _| {
+                    let (k, m) = (k.clone(), m.clone());
+                    async move {
+                        inner.atomic_add(&k, 40);
+                        inner.atomic_max(&m, 7);
+                        Ok(())
+                    }
+                })
+                .await?;
+            }
+            tx.atomic_add(&k, 2);
+            tx.atomic_max(&m, 3);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(get(kv, &k).await, Some(42u64.to_le_bytes().to_vec()));
+    assert_eq!(get(kv, &m).await, Some(7u64.to_le_bytes().to_vec()));
+    put(kv, k.clone(), 5u64.to_le_bytes().to_vec()).await;
+    kv.transact(|tx, _| {
+        let k = k.clone();
+        async move {
+            tx.atomic_add(&k, -6);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        get(kv, &k).await,
+        Some(u64::MAX.to_le_bytes().to_vec()),
+        "adds wrap"
+    );
+}
+
+async fn limits_are_refused_not_truncated<K: KvStore>(kv: &K) {
+    let attempts = AtomicU32::new(0);
+    let too_big = vec![7u8; 100_001];
+    let err = kv
+        .transact(|tx, _| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            let v = too_big.clone();
+            async move {
+                tx.set(&key("limits", 0), &v);
+                Ok(())
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KvError::ValueTooLarge { bytes: 100_001, .. }),
+        "{err}"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "a limit is not retried");
+    assert_eq!(
+        get(kv, &key("limits", 0)).await,
+        None,
+        "nothing was written"
+    );
+
+    let err = kv
+        .transact(|tx, _| async move {
+            tx.set(&vec![1u8; 10_001], b"v");
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::KeyTooLarge { .. }), "{err}");
+
+    let err = kv
+        .transact(|tx, _| async move {
+            for n in 0..101 {
+                tx.set(&key("limits-tx", n), &vec![1u8; 99_999]);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::TransactionTooLarge { .. }), "{err}");
+}
+
+pub fn entry(worker: &WorkerId, seq: u64) -> OplogEntry {
+    OplogEntry::InvocationStarted {
+        idempotency_key: format!("{worker}#{seq}"),
+        function: "f".into(),
+        args: vec![Value::U64(seq), Value::String(worker.name.clone())],
+    }
+}
+
+pub fn append_of(
+    worker: &WorkerId,
+    seqs: std::ops::RangeInclusive<u64>,
+    fence: Option<Fence>,
+) -> Append {
+    let last = *seqs.end();
+    Append {
+        worker: worker.clone(),
+        fence,
+        entries: seqs
+            .map(|seq| SequencedEntry {
+                seq,
+                entry: entry(worker, seq),
+            })
+            .collect(),
+        metadata: WorkerMetadata {
+            component_hash: "h".into(),
+            last_index: last,
+        },
+    }
+}
+
+/// Reads a whole log, page by page.
+pub async fn read_all<O: OplogStore + ?Sized>(oplog: &O, worker: &WorkerId) -> Vec<SequencedEntry> {
+    let mut out: Vec<SequencedEntry> = Vec::new();
+    loop {
+        let from = out.last().map_or(1, |e| e.seq + 1);
+        let page = oplog.read(worker, from, 1000).await.unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// Checks a log holds exactly entries 1..=n as written by `append_of`.
+pub fn assert_exact(worker: &WorkerId, log: &[SequencedEntry], n: u64) {
+    assert_eq!(log.len() as u64, n, "{worker}: entry count");
+    for (i, e) in log.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_eq!(e.seq, seq, "{worker}: entry {i} out of order");
+        assert_eq!(e.entry, entry(worker, seq), "{worker}: entry {seq} content");
+    }
+}
+
+pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
+    let w = WorkerId::new("conformance", "paging");
+    let mut seq = 0;
+    let mut size = 1;
+    while seq < 2_500 {
+        let last = (seq + size).min(2_500);
+        oplog
+            .append(append_of(&w, seq + 1..=last, None))
+            .await
+            .unwrap();
+        seq = last;
+        size = size % 7 + 1;
+    }
+    let log = read_all(oplog, &w).await;
+    assert_exact(&w, &log, 2_500);
+    let middle = oplog.read(&w, 1_234, 10).await.unwrap();
+    assert_eq!(
+        middle.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1_234..1_244).collect::<Vec<_>>()
+    );
+    assert_eq!(oplog.metadata(&w).await.unwrap().unwrap().last_index, 2_500);
+
+    // Gaps and overwrites are refused; an identical repeat is a no-op.
+    let g = WorkerId::new("conformance", "gaps");
+    oplog.append(append_of(&g, 1..=3, None)).await.unwrap();
+    let err = oplog.append(append_of(&g, 5..=5, None)).await.unwrap_err();
+    assert!(matches!(err, StorageError::Rejected(_)), "{err}");
+    oplog.append(append_of(&g, 1..=3, None)).await.unwrap();
+    let mut different = append_of(&g, 3..=3, None);
+    different.entries[0].entry = entry(&WorkerId::new("other", "x"), 3);
+    let err = oplog.append(different).await.unwrap_err();
+    assert!(matches!(err, StorageError::Rejected(_)), "{err}");
+    assert_exact(&g, &read_all(oplog, &g).await, 3);
+
+    // Fencing: an appender with a stale lease epoch cannot append.
+    let f = WorkerId::new("conformance", "fenced");
+    let shard = 7;
+    let a = leases::acquire(kv, shard, "node-a", 1_000, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.epoch, 1);
+    let fence_a = Some(Fence {
+        shard,
+        epoch: a.epoch,
+    });
+    oplog.append(append_of(&f, 1..=1, fence_a)).await.unwrap();
+    assert!(
+        leases::acquire(kv, shard, "node-b", 1_050, 100)
+            .await
+            .unwrap()
+            .is_none(),
+        "held"
+    );
+    let b = leases::acquire(kv, shard, "node-b", 2_000, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.epoch, 2, "a new holder gets a new epoch");
+    let err = oplog
+        .append(append_of(&f, 2..=2, fence_a))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Fenced {
+                shard: 7,
+                expected: 1,
+                found: Some(2)
+            }
+        ),
+        "{err}"
+    );
+    oplog
+        .append(append_of(&f, 2..=2, Some(Fence { shard, epoch: 2 })))
+        .await
+        .unwrap();
+    assert_exact(&f, &read_all(oplog, &f).await, 2);
+    assert!(
+        oplog
+            .metadata(&WorkerId::new("conformance", "nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
