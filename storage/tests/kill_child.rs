@@ -63,9 +63,9 @@ fn append_child() {
                 }
             }));
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // The writers run until the parent kills this process; one that fails ends it.
+        let (failed, _, _) = futures::future::select_all(tasks).await;
+        failed.unwrap();
     });
 }
 
