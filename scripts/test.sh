@@ -22,4 +22,5 @@ cargo build --locked -p user-activity --target wasm32-wasip2 --profile guest
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings
+cargo clippy --locked -p revenant-storage --features foundationdb --all-targets -- -D warnings
 cargo test --locked

@@ -42,6 +42,9 @@ impl OplogStore for WithheldDurability {
     async fn metadata(&self, w: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         self.inner.metadata(w).await
     }
+    async fn truncate_before(&self, w: &WorkerId, seq: u64) -> Result<(), StorageError> {
+        self.inner.truncate_before(w, seq).await
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -467,6 +467,10 @@ impl OplogStore for EmbeddedStore {
         .map_err(StorageError::engine)?
     }
 
+    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
+        crate::kv_oplog::truncate_before(self, worker, seq).await
+    }
+
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         let value = self
             .keyspace

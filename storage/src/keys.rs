@@ -5,6 +5,10 @@
 //! ("w", component, worker)        -> worker metadata
 //! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
 //! ("s", shard)                    -> shard lease {node, epoch, expires}
+//! ("c", component, version)       -> component record {hash, size}
+//! ("api", definition, version)    -> API definition record {hash, size}
+//! ("cb", hash, chunk)             -> bytes of a blob (component or definition), chunks < 100 KB
+//! ("n", node)                     -> node heartbeat {address, heartbeat_ms}
 //! ```
 
 use crate::WorkerId;
@@ -13,6 +17,49 @@ use foundationdb_tuple::{pack, unpack};
 const WORKER: &str = "w";
 const OPLOG: &str = "l";
 const LEASE: &str = "s";
+
+const COMPONENT: &str = "c";
+const DEFINITION: &str = "api";
+const BLOB: &str = "cb";
+const NODE: &str = "n";
+
+pub fn component(name: &str, version: u64) -> Vec<u8> {
+    pack(&(COMPONENT, name, version))
+}
+
+pub fn definition(name: &str, version: u64) -> Vec<u8> {
+    pack(&(DEFINITION, name, version))
+}
+
+/// The range of every version of a component (`kind` "c") or definition ("api") `name`.
+pub fn versions_range(kind: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(kind, name));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn blob_chunk(hash: &str, chunk: u32) -> Vec<u8> {
+    pack(&(BLOB, hash, chunk))
+}
+
+pub fn blob_range(hash: &str) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(BLOB, hash));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn node(node: &str) -> Vec<u8> {
+    pack(&(NODE, node))
+}
+
+pub fn nodes_range() -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(NODE,));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
 
 pub fn shard_lease(shard: u32) -> Vec<u8> {
     pack(&(LEASE, shard))

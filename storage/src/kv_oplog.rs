@@ -156,6 +156,10 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         rows.iter().map(|(k, v)| decode_row(worker, k, v)).collect()
     }
 
+    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
+        truncate_before(&self.kv, worker, seq).await
+    }
+
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         let key = keys::worker_metadata(worker);
         let bytes = self
@@ -167,4 +171,24 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
             .await?;
         bytes.map(|b| decode_metadata(worker, &b)).transpose()
     }
+}
+
+/// Clears a worker's entries before `seq`, over any KV store. A range clear is one small
+/// mutation however many entries it covers.
+pub(crate) async fn truncate_before<K: KvStore>(
+    kv: &K,
+    worker: &WorkerId,
+    seq: u64,
+) -> Result<(), StorageError> {
+    let begin = keys::oplog_entry(worker, 0);
+    let end = keys::oplog_entry(worker, seq);
+    kv.transact(|tx, _| {
+        let (begin, end) = (begin.clone(), end.clone());
+        async move {
+            tx.clear_range(&begin, &end);
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! It must not know about WebAssembly, wasmtime or HTTP: an oplog entry is data to it, and a
 //! [`Value`] is a self-describing tree, not a WIT type.
 
+pub mod catalog;
 pub mod embedded;
 mod error;
 #[cfg(feature = "foundationdb")]
@@ -104,6 +105,10 @@ pub trait OplogStore: Send + Sync + 'static {
 
     /// The worker's metadata, or `None` if the worker was never created.
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError>;
+
+    /// Removes the worker's entries before `seq` (those a snapshot made unnecessary). The
+    /// metadata, and so the last index, are unchanged.
+    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError>;
 }
 
 /// Checks the invariants every backend relies on before it writes: a non-empty run of

@@ -43,3 +43,14 @@ pub const KV_COMMIT_HISTORY_MAX: usize = 100_000;
 /// Timeout set on every FoundationDB transaction, in milliseconds: its 5 s lifetime plus
 /// margin for the commit, so `run` never hangs on an unreachable cluster.
 pub const FDB_TRANSACTION_TIMEOUT_MS: i32 = 6_000;
+
+/// Bytes per blob chunk: below FoundationDB's 100 KB value limit, and under its 10 KB "performs
+/// best" advice only at the cost of ten times the keys; 64 KiB is the usual compromise.
+pub const BLOB_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks written per transaction: 16 x 64 KiB = 1 MiB, FoundationDB's advice for a commit and a
+/// tenth of its 10 MB limit.
+pub const BLOB_CHUNKS_PER_TRANSACTION: usize = 16;
+
+/// Largest blob (a component or an API definition) accepted.
+pub const BLOB_BYTES_MAX: usize = 64 * 1024 * 1024;

@@ -45,6 +45,15 @@ impl OplogStore for MemoryStore {
             .collect()
     }
 
+    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
+        let mut map = self.rows.lock().expect("memory store lock");
+        map.retain(|k, _| {
+            !(k.as_slice() >= keys::oplog_entry(worker, 0).as_slice()
+                && k.as_slice() < keys::oplog_entry(worker, seq).as_slice())
+        });
+        Ok(())
+    }
+
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         let map = self.rows.lock().expect("memory store lock");
         map.get(&keys::worker_metadata(worker))

@@ -26,3 +26,9 @@ async fn oplog_conformance_through_the_kv_layer() {
     let oplog = revenant_storage::kv_oplog::KvOplog::new(store.clone());
     conformance::oplog_suite(&store, &oplog).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::catalog_suite(&EmbeddedStore::open(dir.path()).unwrap()).await;
+}

@@ -50,4 +50,5 @@ async fn conformance_on_a_real_cluster() {
     }
     conformance::kv_suite(store.clone(), false).await;
     conformance::oplog_suite(&store, &KvOplog::new(store.clone())).await;
+    conformance::catalog_suite(&store).await;
 }

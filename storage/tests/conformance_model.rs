@@ -130,3 +130,18 @@ async fn a_transaction_older_than_five_seconds_cannot_commit() {
         .unwrap();
     assert_eq!(v.as_deref(), Some(&b"v"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_conformance() {
+    conformance::catalog_suite(&FdbModel::new(Faults::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_conformance_under_injected_faults() {
+    let model = FdbModel::new(Faults {
+        seed: 11,
+        retryable_per_mille: 150,
+        unknown_result_per_mille: 150,
+    });
+    conformance::catalog_suite(&model).await;
+}

@@ -374,6 +374,23 @@ pub async fn read_all<O: OplogStore + ?Sized>(oplog: &O, worker: &WorkerId) -> V
     }
 }
 
+/// Reads a log from `from`, page by page.
+pub async fn read_all_from<O: OplogStore + ?Sized>(
+    oplog: &O,
+    worker: &WorkerId,
+    from: u64,
+) -> Vec<SequencedEntry> {
+    let mut out: Vec<SequencedEntry> = Vec::new();
+    loop {
+        let next = out.last().map_or(from, |e| e.seq + 1);
+        let page = oplog.read(worker, next, 1000).await.unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
 /// Checks a log holds exactly entries 1..=n as written by `append_of`.
 pub fn assert_exact(worker: &WorkerId, log: &[SequencedEntry], n: u64) {
     assert_eq!(log.len() as u64, n, "{worker}: entry count");
@@ -405,6 +422,20 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
         (1_234..1_244).collect::<Vec<_>>()
     );
     assert_eq!(oplog.metadata(&w).await.unwrap().unwrap().last_index, 2_500);
+
+    // Truncation removes what precedes a position and nothing else; appends carry on.
+    oplog.truncate_before(&w, 1_001).await.unwrap();
+    let head = oplog.read(&w, 1, 3).await.unwrap();
+    assert_eq!(
+        head.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1_001, 1_002, 1_003]
+    );
+    assert_eq!(oplog.metadata(&w).await.unwrap().unwrap().last_index, 2_500);
+    oplog
+        .append(append_of(&w, 2_501..=2_501, None))
+        .await
+        .unwrap();
+    assert_eq!(read_all_from(oplog, &w, 1_001).await.len(), 1_501);
 
     // Gaps and overwrites are refused; an identical repeat is a no-op.
     let g = WorkerId::new("conformance", "gaps");
@@ -470,4 +501,75 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Components and API definitions as chunked, content-addressed blobs; the node registry.
+pub async fn catalog_suite<K: KvStore>(kv: &K) {
+    use revenant_storage::catalog::{self, BlobKind};
+    let big: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let record = catalog::put_blob(kv, BlobKind::Component, "conformance-c", 1, &big)
+        .await
+        .unwrap();
+    assert_eq!(record.size, big.len() as u64);
+    let (got_record, got) = catalog::get_blob(kv, BlobKind::Component, "conformance-c", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got_record, got == big), (record.clone(), true));
+    // The same bytes again are a no-op; other bytes under the same version are refused.
+    catalog::put_blob(kv, BlobKind::Component, "conformance-c", 1, &big)
+        .await
+        .unwrap();
+    let err = catalog::put_blob(kv, BlobKind::Component, "conformance-c", 1, b"other")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::Invalid(_)), "{err}");
+    catalog::put_blob(kv, BlobKind::Component, "conformance-c", 2, b"v2")
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog::versions(kv, BlobKind::Component, "conformance-c")
+            .await
+            .unwrap(),
+        vec![1, 2]
+    );
+    assert!(
+        catalog::get_blob(kv, BlobKind::Component, "conformance-c", 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let doc = b"routes: []\n";
+    catalog::put_blob(kv, BlobKind::Definition, "conformance-api", 1, doc)
+        .await
+        .unwrap();
+    let (_, text) = catalog::get_blob(kv, BlobKind::Definition, "conformance-api", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text, doc);
+    assert!(
+        catalog::versions(kv, BlobKind::Component, "conformance-api")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    catalog::heartbeat(kv, "conformance-node-a", "127.0.0.1:1", 1_000)
+        .await
+        .unwrap();
+    catalog::heartbeat(kv, "conformance-node-b", "127.0.0.1:2", 1_500)
+        .await
+        .unwrap();
+    let live: Vec<String> = catalog::live_nodes(kv, 2_000, 600)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node)
+        .filter(|n| n.starts_with("conformance-"))
+        .collect();
+    assert_eq!(live, vec!["conformance-node-b".to_string()]);
 }
