@@ -17,8 +17,8 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libclang-dev
 fi
 
-# The example component that the runtime, gateway and end-to-end tests run.
-cargo build --locked -p user-activity --target wasm32-wasip2 --profile guest
+# The example components that the runtime, gateway and end-to-end tests run.
+cargo build --locked -p user-activity -p stress --target wasm32-wasip2 --profile guest
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings

@@ -5,10 +5,13 @@
 
 use marked_yaml::Spanned;
 use revenant_api_definitions::{ApiDefinition, Diagnostic, Diagnostics, Location, RouteSpec};
+use revenant_runtime::WorkerLimits;
+use revenant_runtime::limits::ACTIVE_WORKERS_MAX;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA: &str = "./data";
@@ -20,7 +23,42 @@ struct ConfigFile {
     listen: Option<Spanned<String>>,
     components: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
     routes: Vec<RouteSpec>,
+}
+
+/// `limits:` — the worker bounds a deployment may tune (defaults in `runtime::limits`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    invocation_timeout_ms: Option<Spanned<u64>>,
+    guest_memory_mb: Option<Spanned<u64>>,
+    worker_idle_timeout_ms: Option<Spanned<u64>>,
+    active_workers_max: Option<Spanned<u64>>,
+}
+
+/// Reads one limit, checking it lies in `range`.
+fn limit(
+    file: &str,
+    value: &Option<Spanned<u64>>,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<u64> {
+    let v = value.as_ref()?;
+    if !range.contains(v) {
+        problems.push(Diagnostic::new(
+            Location::of_span(file, v.span()),
+            format!(
+                "`{name}` must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        ));
+        return None;
+    }
+    Some(**v)
 }
 
 /// A validated configuration.
@@ -29,6 +67,7 @@ pub struct Config {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub components: Vec<(String, PathBuf)>,
+    pub limits: WorkerLimits,
     pub api: ApiDefinition,
 }
 
@@ -100,6 +139,44 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             ));
         }
     }
+    let mut limits = WorkerLimits::default();
+    let l = &file.limits;
+    if let Some(ms) = limit(
+        &file_name,
+        &l.invocation_timeout_ms,
+        "invocation_timeout_ms",
+        10..=3_600_000,
+        &mut problems,
+    ) {
+        limits.invocation_timeout = Duration::from_millis(ms);
+    }
+    if let Some(mb) = limit(
+        &file_name,
+        &l.guest_memory_mb,
+        "guest_memory_mb",
+        1..=4_096,
+        &mut problems,
+    ) {
+        limits.guest_memory_bytes = (mb as usize) * 1024 * 1024;
+    }
+    if let Some(ms) = limit(
+        &file_name,
+        &l.worker_idle_timeout_ms,
+        "worker_idle_timeout_ms",
+        10..=86_400_000,
+        &mut problems,
+    ) {
+        limits.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = limit(
+        &file_name,
+        &l.active_workers_max,
+        "active_workers_max",
+        1..=ACTIVE_WORKERS_MAX as u64,
+        &mut problems,
+    ) {
+        limits.active_workers_max = n as usize;
+    }
     let api = revenant_api_definitions::compile(&file_name, &file.routes, |c| {
         file.components.contains_key(c)
     });
@@ -115,6 +192,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             data,
             listen,
             components,
+            limits,
             api,
         }),
         _ => Err(Diagnostics(problems)),

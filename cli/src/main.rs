@@ -164,6 +164,7 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
         RuntimeConfig {
             components: config.components.clone(),
             cache_dir,
+            limits: config.limits.clone(),
         },
         oplog,
         Arc::new(SystemEnvironment::new()),

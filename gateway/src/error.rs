@@ -51,9 +51,11 @@ impl From<InvokeError> for ApiError {
             InvokeError::TooManyWorkers(_) | InvokeError::Storage(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            InvokeError::Trap(_) | InvokeError::Divergence(_) | InvokeError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            InvokeError::Trap(_)
+            | InvokeError::MemoryLimit(_)
+            | InvokeError::Divergence(_)
+            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.code(), e.to_string())
     }

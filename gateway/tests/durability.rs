@@ -80,6 +80,7 @@ async fn the_reply_waits_until_the_entries_are_durable() {
         RuntimeConfig {
             components: vec![("user-activity".into(), component)],
             cache_dir: cache.path().into(),
+            limits: Default::default(),
         },
         store.clone(),
         Arc::new(SystemEnvironment::new()),

@@ -8,12 +8,12 @@
 //! captured whatever library the guest uses to make them.
 
 use crate::environment::Environment;
-use crate::limits::{GUEST_MEMORY_BYTES_MAX, RANDOM_BYTES_MAX};
+use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, RANDOM_BYTES_MAX};
 use revenant_storage::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::clocks::WasiClocksView;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::clocks::{monotonic_clock, wall_clock};
@@ -136,26 +136,65 @@ impl Durability {
     }
 }
 
+/// Caps a guest's memory and tables, and remembers whether it refused a growth, so that the
+/// failure is reported as the limit it is rather than as whatever trap follows.
+pub(crate) struct GuestLimiter {
+    memory_bytes_max: usize,
+    pub memory_exceeded: bool,
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes_max {
+            self.memory_exceeded = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes exceeded",
+                self.memory_bytes_max
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= GUEST_TABLE_ELEMENTS_MAX)
+    }
+}
+
 /// The data of one worker's wasmtime store.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limiter: GuestLimiter,
+    /// Epoch ticks the running invocation may still use; see `worker::call`.
+    pub ticks_left: u64,
+    pub deadline_exceeded: bool,
     pub durability: Durability,
 }
 
 impl HostState {
-    pub fn new(environment: Arc<dyn Environment>) -> Self {
+    pub fn new(environment: Arc<dyn Environment>, memory_bytes_max: usize) -> Self {
         // No environment variables, arguments, preopened directories or network: everything a
         // guest can observe is either fixed or recorded.
         let wasi = WasiCtxBuilder::new().inherit_stderr().build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(GUEST_MEMORY_BYTES_MAX)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: GuestLimiter {
+                memory_bytes_max,
+                memory_exceeded: false,
+            },
+            ticks_left: 0,
+            deadline_exceeded: false,
             durability: Durability::new(environment),
         }
     }

@@ -18,6 +18,10 @@ pub enum InvokeError {
     TooManyWorkers(usize),
     #[error("the worker trapped: {0}")]
     Trap(String),
+    #[error("the invocation ran past its deadline of {0:?} and was interrupted")]
+    Timeout(std::time::Duration),
+    #[error("the worker exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
     #[error("replay diverged from the oplog: {0}")]
     Divergence(String),
     #[error("storage failed: {0}")]
@@ -37,6 +41,8 @@ impl InvokeError {
             Self::MailboxFull(_) => "mailbox_full",
             Self::TooManyWorkers(_) => "too_many_workers",
             Self::Trap(_) => "worker_trap",
+            Self::Timeout(_) => "invocation_timeout",
+            Self::MemoryLimit(_) => "memory_limit",
             Self::Divergence(_) => "worker_diverged",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",

@@ -11,6 +11,7 @@ mod durability;
 mod environment;
 mod error;
 pub mod limits;
+mod slots;
 mod types;
 mod values;
 mod worker;
@@ -18,15 +19,18 @@ mod worker;
 pub use component::{ComponentInfo, ExportInfo};
 pub use environment::{Environment, SystemEnvironment};
 pub use error::{InvokeError, RuntimeError};
+pub use limits::WorkerLimits;
 pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
 
 use component::LoadedComponent;
-use limits::{ACTIVE_WORKERS_MAX, MAILBOX_DEPTH, WORKER_NAME_BYTES_MAX};
+use limits::{EPOCH_TICK, EVICTION_WAIT, MAILBOX_DEPTH, WORKER_NAME_BYTES_MAX};
 use revenant_storage::OplogStore;
+use slots::{Reserve, Shared};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
@@ -38,6 +42,7 @@ pub struct RuntimeConfig {
     pub components: Vec<(String, PathBuf)>,
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
+    pub limits: WorkerLimits,
 }
 
 pub struct Runtime {
@@ -45,8 +50,15 @@ pub struct Runtime {
     components: HashMap<String, Arc<LoadedComponent>>,
     oplog: Arc<dyn OplogStore>,
     environment: Arc<dyn Environment>,
-    // std's Mutex: held only to look up or insert a mailbox, never across an await.
-    workers: Mutex<HashMap<WorkerId, mpsc::Sender<Invocation>>>,
+    limits: WorkerLimits,
+    shared: Arc<Shared>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
@@ -59,7 +71,23 @@ impl Runtime {
         wasm.wasm_component_model(true);
         // Component-model concurrency makes every call about four times slower and is unused.
         wasm.concurrency_support(false);
+        wasm.epoch_interruption(true);
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        // The epoch ticker: deadlines are counted in its ticks. A thread, not a task, so that a
+        // guest hogging a tokio worker cannot stop the clock that interrupts it.
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let (engine, stop) = (engine.clone(), ticker_stop.clone());
+            std::thread::Builder::new()
+                .name("revenant-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(format!("epoch ticker: {e}")))?;
+        }
         let mut linker = Linker::new(&engine);
         durability::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
@@ -74,7 +102,9 @@ impl Runtime {
             components,
             oplog,
             environment,
-            workers: Mutex::new(HashMap::new()),
+            limits: config.limits,
+            shared: Arc::new(Shared::new()),
+            ticker_stop,
         }))
     }
 
@@ -119,47 +149,84 @@ impl Runtime {
         }
 
         let (reply, answer) = oneshot::channel();
-        let invocation = Invocation {
+        let mut invocation = Invocation {
             export,
             args,
             idempotency_key,
             reply,
         };
-        let mailbox = self.mailbox(&worker, component)?;
-        mailbox.try_send(invocation).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => InvokeError::MailboxFull(worker.to_string()),
-            mpsc::error::TrySendError::Closed(_) => {
-                InvokeError::Internal(format!("worker {worker} stopped"))
+        // A worker may retire between finding its mailbox and sending to it; then the call goes
+        // to its successor. Bounded: a retiring worker leaves the map before closing its mailbox.
+        for _ in 0..3 {
+            let mailbox = self.mailbox(&worker, component).await?;
+            match mailbox.try_send(invocation) {
+                Ok(()) => {
+                    return answer.await.map_err(|_| {
+                        InvokeError::Internal("worker dropped the invocation".into())
+                    })?;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(InvokeError::MailboxFull(worker.to_string()));
+                }
+                Err(mpsc::error::TrySendError::Closed(returned)) => invocation = returned,
             }
-        })?;
-        answer
-            .await
-            .map_err(|_| InvokeError::Internal("worker dropped the invocation".into()))?
+        }
+        Err(InvokeError::Internal(format!(
+            "worker {worker} kept retiring"
+        )))
     }
 
-    fn mailbox(
+    /// Workers in memory now.
+    pub fn active_workers(&self) -> usize {
+        self.shared.live()
+    }
+
+    async fn mailbox(
         &self,
         worker: &WorkerId,
         component: &Arc<LoadedComponent>,
     ) -> Result<mpsc::Sender<Invocation>, InvokeError> {
-        let mut workers = self.workers.lock().expect("worker map lock");
-        if let Some(m) = workers.get(worker) {
-            return Ok(m.clone());
+        let deadline = tokio::time::Instant::now() + EVICTION_WAIT;
+        loop {
+            // Registered before looking, so a slot freed in between is not missed.
+            let space = self.shared.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            match self
+                .shared
+                .get_or_reserve(worker, self.limits.active_workers_max, MAILBOX_DEPTH)
+            {
+                Reserve::Existing(sender) => return Ok(sender),
+                Reserve::New {
+                    sender,
+                    receiver,
+                    lifetime,
+                    evict,
+                } => {
+                    let ctx = WorkerContext {
+                        id: worker.clone(),
+                        engine: self.engine.clone(),
+                        component: component.clone(),
+                        oplog: self.oplog.clone(),
+                        environment: self.environment.clone(),
+                        limits: self.limits.clone(),
+                    };
+                    tokio::spawn(worker::run(
+                        ctx,
+                        receiver,
+                        lifetime,
+                        evict,
+                        self.shared.clone(),
+                    ));
+                    return Ok(sender);
+                }
+                Reserve::Full => {
+                    if tokio::time::timeout_at(deadline, space).await.is_err() {
+                        return Err(InvokeError::TooManyWorkers(self.limits.active_workers_max));
+                    }
+                }
+            }
         }
-        if workers.len() >= ACTIVE_WORKERS_MAX {
-            return Err(InvokeError::TooManyWorkers(ACTIVE_WORKERS_MAX));
-        }
-        let (sender, receiver) = mpsc::channel(MAILBOX_DEPTH);
-        let ctx = WorkerContext {
-            id: worker.clone(),
-            engine: self.engine.clone(),
-            component: component.clone(),
-            oplog: self.oplog.clone(),
-            environment: self.environment.clone(),
-        };
-        tokio::spawn(worker::run(ctx, receiver));
-        workers.insert(worker.clone(), sender.clone());
-        Ok(sender)
     }
 }
 

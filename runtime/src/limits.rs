@@ -1,15 +1,40 @@
-//! Every bound the runtime enforces, with its reason.
+//! Every bound the runtime enforces, with its reason. Those a deployment may tune are defaults
+//! of [`WorkerLimits`], set from the project file's `limits:`.
+
+use std::time::Duration;
 
 /// Invocations queued for one worker. A full mailbox refuses the call (HTTP 429) instead of
 /// queueing without bound; 128 leaves room for bursts of concurrent calls to one key.
 pub const MAILBOX_DEPTH: usize = 128;
 
-/// Workers held in memory at once. Each live instance holds a few memory mappings and Linux's
-/// `vm.max_map_count` (65,530) runs out near 9,350 instances (NOTES-wasmtime.md); stay well below.
+/// Default number of workers held in memory at once. Each live instance holds a few memory
+/// mappings and Linux's `vm.max_map_count` (65,530) runs out near 9,350 instances
+/// (NOTES-wasmtime.md); stay well below. Past it the least recently used idle worker is evicted.
 pub const ACTIVE_WORKERS_MAX: usize = 8_000;
 
-/// Linear memory one guest may grow to.
+/// Default linear memory one guest may grow to.
 pub const GUEST_MEMORY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Table elements one guest may grow to.
+pub const GUEST_TABLE_ELEMENTS_MAX: usize = 100_000;
+
+/// Default time one invocation may run before it is interrupted (and recorded as failed).
+pub const INVOCATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Replay re-runs invocations that completed within their deadline; on a busier machine they may
+/// take longer, so replay allows this many times the deadline before giving up.
+pub const REPLAY_TIMEOUT_FACTOR: u32 = 10;
+
+/// Default time an idle worker stays in memory. Its state is rebuilt from the oplog on its next
+/// call.
+pub const WORKER_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often the epoch ticker advances: the granularity of deadlines, and how often a running
+/// guest yields to other workers on its thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How long a call waits for an evicted worker to leave when all slots are taken.
+pub const EVICTION_WAIT: Duration = Duration::from_secs(5);
 
 /// Most bytes one `get-random-bytes` call may ask for: the response is recorded in one oplog
 /// entry, which must stay under the storage entry limit.
@@ -20,3 +45,23 @@ pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 
 /// Length of a worker name: it is part of every storage key of the worker.
 pub const WORKER_NAME_BYTES_MAX: usize = 256;
+
+/// The bounds a deployment may tune.
+#[derive(Clone, Debug)]
+pub struct WorkerLimits {
+    pub invocation_timeout: Duration,
+    pub guest_memory_bytes: usize,
+    pub idle_timeout: Duration,
+    pub active_workers_max: usize,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        Self {
+            invocation_timeout: INVOCATION_TIMEOUT,
+            guest_memory_bytes: GUEST_MEMORY_BYTES_MAX,
+            idle_timeout: WORKER_IDLE_TIMEOUT,
+            active_workers_max: ACTIVE_WORKERS_MAX,
+        }
+    }
+}

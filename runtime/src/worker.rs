@@ -6,7 +6,8 @@ use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::{HostCallRecord, HostState};
 use crate::environment::Environment;
 use crate::error::InvokeError;
-use crate::limits::REPLAY_PAGE_ENTRIES;
+use crate::limits::{EPOCH_TICK, REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, WorkerLimits};
+use crate::slots::Shared;
 use crate::values::{from_val, to_val};
 use revenant_storage::{
     Append, OplogEntry, OplogStore, SequencedEntry, Value, WorkerId, WorkerMetadata,
@@ -14,7 +15,7 @@ use revenant_storage::{
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{Instance, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 pub(crate) struct Invocation {
     pub export: ExportInfo,
@@ -29,6 +30,24 @@ pub(crate) struct WorkerContext {
     pub component: Arc<LoadedComponent>,
     pub oplog: Arc<dyn OplogStore>,
     pub environment: Arc<dyn Environment>,
+    pub limits: WorkerLimits,
+}
+
+/// Why a call into the guest did not return.
+enum CallFailure {
+    Trap(String),
+    Timeout,
+    Memory,
+}
+
+impl CallFailure {
+    fn into_error(self, limits: &WorkerLimits) -> InvokeError {
+        match self {
+            Self::Trap(m) => InvokeError::Trap(m),
+            Self::Timeout => InvokeError::Timeout(limits.invocation_timeout),
+            Self::Memory => InvokeError::MemoryLimit(limits.guest_memory_bytes),
+        }
+    }
 }
 
 /// A worker whose state is in memory and matches its durable oplog.
@@ -41,41 +60,101 @@ struct Active {
     pending_create: Option<OplogEntry>,
 }
 
-pub(crate) async fn run(ctx: WorkerContext, mut mailbox: mpsc::Receiver<Invocation>) {
+/// The worker's task. It holds `lifetime` while it lives, so a successor for the same worker
+/// (after an eviction) starts only once this one has answered everything and left.
+pub(crate) async fn run(
+    ctx: WorkerContext,
+    mut mailbox: mpsc::Receiver<Invocation>,
+    lifetime: Arc<tokio::sync::Mutex<()>>,
+    evict: Arc<tokio::sync::Notify>,
+    shared: Arc<Shared>,
+) {
+    let _alive = lifetime.clone().lock_owned().await;
     let mut active: Option<Active> = None;
+    loop {
+        let invocation = tokio::select! {
+            next = mailbox.recv() => match next {
+                Some(invocation) => invocation,
+                None => break,
+            },
+            () = tokio::time::sleep(ctx.limits.idle_timeout) => {
+                if shared.retire(&ctx.id, &lifetime, mailbox.is_empty()) { break }
+                continue;
+            }
+            () = evict.notified() => {
+                if shared.retire(&ctx.id, &lifetime, mailbox.is_empty()) { break }
+                continue;
+            }
+        };
+        handle(&ctx, &mut active, invocation).await;
+    }
+    // Retired: new calls go to a successor. Answer what reached this mailbox meanwhile.
+    mailbox.close();
     while let Some(invocation) = mailbox.recv().await {
-        if active.is_none() {
-            match activate(&ctx).await {
-                Ok(a) => active = Some(a),
-                Err(e) => {
-                    tracing::error!(worker = %ctx.id, "activation failed: {e}");
-                    let _ = invocation.reply.send(Err(e));
-                    continue;
-                }
+        handle(&ctx, &mut active, invocation).await;
+    }
+    drop(active);
+    shared.finished(&ctx.id, &lifetime);
+}
+
+async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: Invocation) {
+    if active.is_none() {
+        match activate(ctx).await {
+            Ok(a) => *active = Some(a),
+            Err(e) => {
+                tracing::error!(worker = %ctx.id, "activation failed: {e}");
+                let _ = invocation.reply.send(Err(e));
+                return;
             }
         }
-        let Some(worker) = active.as_mut() else {
-            continue;
-        };
-        let (result, keep) = invoke_live(&ctx, worker, &invocation).await;
-        if !keep {
-            // After a trap wasmtime refuses further calls into the instance, and after a failed
-            // append memory holds state the log does not: rebuild from the log next time.
-            active = None;
-        }
-        let _ = invocation.reply.send(result);
     }
+    let Some(worker) = active.as_mut() else {
+        return;
+    };
+    let (result, keep) = invoke_live(ctx, worker, &invocation).await;
+    if !keep {
+        // After a trap wasmtime refuses further calls into the instance, and after a failed
+        // append memory holds state the log does not: rebuild from the log next time.
+        *active = None;
+    }
+    let _ = invocation.reply.send(result);
 }
 
 fn new_store(ctx: &WorkerContext) -> Store<HostState> {
-    let mut store = Store::new(&ctx.engine, HostState::new(ctx.environment.clone()));
-    store.limiter(|s| &mut s.limits);
+    let mut store = Store::new(
+        &ctx.engine,
+        HostState::new(ctx.environment.clone(), ctx.limits.guest_memory_bytes),
+    );
+    store.limiter(|s| &mut s.limiter);
+    // Every epoch tick the guest yields to other tasks; when its budget is spent it is
+    // interrupted. The tick is real time: an interruption cannot land at the same point on
+    // replay, which is why an interrupted invocation is recorded as failed and skipped.
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.ticks_left == 0 {
+            state.deadline_exceeded = true;
+            return Err(wasmtime::Error::msg("the invocation's deadline passed"));
+        }
+        state.ticks_left -= 1;
+        Ok(UpdateDeadline::Yield(1))
+    });
     store
+}
+
+/// Gives the next call into the guest `timeout` of epoch ticks.
+fn arm_deadline(store: &mut Store<HostState>, timeout: std::time::Duration) {
+    let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    let state = store.data_mut();
+    state.ticks_left = ticks;
+    state.deadline_exceeded = false;
+    state.limiter.memory_exceeded = false;
+    store.set_epoch_deadline(1);
 }
 
 async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
     let metadata = ctx.oplog.metadata(&ctx.id).await?;
     let mut store = new_store(ctx);
+    arm_deadline(&mut store, ctx.limits.invocation_timeout);
     let instance = ctx
         .component
         .pre
@@ -200,6 +279,10 @@ async fn replay_one(
         .data_mut()
         .durability
         .begin_replay(inv.host_calls);
+    arm_deadline(
+        &mut active.store,
+        ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR,
+    );
     let outcome = call(active, export, &inv.args).await;
     let leftover = active.store.data_mut().durability.finish();
     let divergence = active.store.data_mut().durability.divergence.take();
@@ -207,10 +290,11 @@ async fn replay_one(
         (_, Some(d), _) => Err(InvokeError::Divergence(format!(
             "replaying entry {seq}: {d}"
         ))),
-        (Err(e), None, _) => Err(InvokeError::Divergence(format!(
+        (Err(CallFailure::Trap(e)), None, _) => Err(InvokeError::Divergence(format!(
             "replaying entry {seq}: `{}` trapped in replay but completed when recorded: {e}",
             inv.function
         ))),
+        (Err(other), None, _) => Err(other.into_error(&ctx.limits)),
         (Ok(_), None, Err(d)) => Err(InvokeError::Divergence(format!(
             "replaying entry {seq}: {d}"
         ))),
@@ -224,22 +308,38 @@ async fn replay_one(
     }
 }
 
-/// Calls an export. `Err` is a trap (or a host-side failure that trapped the guest).
+/// Calls an export within the deadline armed before.
 async fn call(
     active: &mut Active,
     export: &ExportInfo,
     args: &[Value],
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, CallFailure> {
     let func = active
         .instance
         .get_func(&mut active.store, export.index)
-        .ok_or_else(|| format!("export `{}` not found in instance", export.name))?;
+        .ok_or_else(|| {
+            CallFailure::Trap(format!("export `{}` not found in instance", export.name))
+        })?;
     let params: Vec<Val> = args.iter().map(to_val).collect();
     let mut results = vec![Val::Bool(false); export.signature.results.len()];
-    func.call_async(&mut active.store, &params, &mut results)
+    if let Err(e) = func
+        .call_async(&mut active.store, &params, &mut results)
         .await
-        .map_err(|e| format!("{e:#}"))?;
-    results.iter().map(from_val).collect()
+    {
+        let state = active.store.data();
+        return Err(if state.deadline_exceeded {
+            CallFailure::Timeout
+        } else if state.limiter.memory_exceeded {
+            CallFailure::Memory
+        } else {
+            CallFailure::Trap(format!("{e:#}"))
+        });
+    }
+    results
+        .iter()
+        .map(from_val)
+        .collect::<Result<_, _>>()
+        .map_err(CallFailure::Trap)
 }
 
 /// Runs one invocation live and makes it durable. Returns the reply and whether the in-memory
@@ -251,6 +351,7 @@ async fn invoke_live(
 ) -> (Result<Vec<Value>, InvokeError>, bool) {
     let export = &invocation.export;
     active.store.data_mut().durability.begin_live();
+    arm_deadline(&mut active.store, ctx.limits.invocation_timeout);
     let outcome = call(active, export, &invocation.args).await;
     let host_calls = active
         .store
@@ -282,13 +383,14 @@ async fn invoke_live(
             });
             (Ok(result), true)
         }
-        Err(trap) => {
-            tracing::info!(worker = %ctx.id, "invocation of {} trapped: {trap}", export.name);
+        Err(failure) => {
+            let error = failure.into_error(&ctx.limits);
+            tracing::info!(worker = %ctx.id, "invocation of {} failed: {error}", export.name);
             entries.push(OplogEntry::InvocationFailed {
                 idempotency_key: invocation.idempotency_key.clone(),
-                error: trap.clone(),
+                error: error.to_string(),
             });
-            (Err(InvokeError::Trap(trap)), false)
+            (Err(error), false)
         }
     };
 

@@ -1,0 +1,78 @@
+//! CPU and memory bounds, through the real binary: a guest that loops forever is interrupted at
+//! its deadline while other workers keep answering; a guest that grows past its memory cap fails
+//! cleanly; both workers stay usable with their earlier state.
+
+mod support;
+
+use serde_json::json;
+use support::{Http, Server, workspace};
+
+fn stress_config() -> std::path::PathBuf {
+    let component = workspace().join("target/wasm32-wasip2/guest/stress.wasm");
+    assert!(
+        component.exists(),
+        "{} is missing: run scripts/test.sh",
+        component.display()
+    );
+    workspace().join("examples/stress/revenant.yaml")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_guest_is_stopped_at_its_deadline_while_others_answer() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&stress_config(), data.path());
+    let http = Http::new();
+
+    let spin = {
+        let (http, url) = (http.clone(), server.url.clone());
+        tokio::spawn(async move {
+            http.request("POST", &format!("{url}/stress/spinner/spin"), None)
+                .await
+        })
+    };
+    // While `spin` burns its 500 ms budget, another worker answers, again and again.
+    let mut answered_meanwhile = 0;
+    while !spin.is_finished() {
+        let (status, _) = http
+            .request("POST", &format!("{}/stress/other/ping", server.url), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        answered_meanwhile += 1;
+    }
+    assert!(
+        answered_meanwhile > 0,
+        "no other call was answered while the guest spun"
+    );
+    let (status, body) = spin.await.unwrap().unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("invocation_timeout")),
+        "{body}"
+    );
+
+    // The interrupted worker still answers.
+    let (status, body) = http
+        .request("POST", &format!("{}/stress/spinner/ping", server.url), None)
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, json!(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_growing_past_its_memory_cap_fails_cleanly_and_keeps_its_state() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&stress_config(), data.path());
+    let http = Http::new();
+    let url = |path: &str| format!("{}/stress/grower/{path}", server.url);
+
+    assert_eq!(http.post(&url("grow/8"), json!(null)).await, json!(8));
+    let (status, body) = http.request("POST", &url("grow/64"), None).await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("memory_limit")),
+        "{body}"
+    );
+    // The failed call was rolled back: the 8 MiB kept before it are still there, and no more.
+    assert_eq!(http.post(&url("grow/1"), json!(null)).await, json!(9));
+}
