@@ -48,6 +48,7 @@ fn append(worker: &WorkerId, seq: u64) -> Append {
             component_hash: "bench".into(),
             last_index: seq,
         },
+        idempotency: None,
     }
 }
 
@@ -102,6 +103,7 @@ async fn replay(dir: &std::path::Path, entries: u64) -> (f64, f64) {
                         component_hash: "bench".into(),
                         last_index: seq + n,
                     },
+                    idempotency: None,
                 })
                 .await
                 .expect("append");

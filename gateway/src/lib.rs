@@ -132,11 +132,16 @@ impl Gateway {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let idempotency_key = match request.headers().get("idempotency-key") {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| ApiError::bad_argument("Idempotency-Key must be visible ASCII"))?
-                .to_string(),
-            None => generated_key(),
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::bad_argument("Idempotency-Key must be non-empty visible ASCII")
+                    })?
+                    .to_string(),
+            ),
+            None => None,
         };
 
         let body = if binding.uses_body {
@@ -322,12 +327,4 @@ where
     }
     serde_json::from_slice(&collected)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("body: {e}")))
-}
-
-/// A fresh idempotency key for a request that brought none: 128 random bits.
-fn generated_key() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's entropy source failed");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("gen-{hex}")
 }

@@ -45,6 +45,13 @@ impl OplogStore for WithheldDurability {
     async fn truncate_before(&self, w: &WorkerId, seq: u64) -> Result<(), StorageError> {
         self.inner.truncate_before(w, seq).await
     }
+    async fn idempotent_outcome(
+        &self,
+        w: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        self.inner.idempotent_outcome(w, key).await
+    }
 }
 
 #[derive(serde::Deserialize)]

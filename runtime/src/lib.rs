@@ -24,7 +24,9 @@ pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
 
 use component::LoadedComponent;
-use limits::{EPOCH_TICK, EVICTION_WAIT, MAILBOX_DEPTH, WORKER_NAME_BYTES_MAX};
+use limits::{
+    EPOCH_TICK, EVICTION_WAIT, IDEMPOTENCY_KEY_BYTES_MAX, MAILBOX_DEPTH, WORKER_NAME_BYTES_MAX,
+};
 use revenant_storage::OplogStore;
 use slots::{Reserve, Shared};
 use std::collections::HashMap;
@@ -115,13 +117,20 @@ impl Runtime {
 
     /// Invokes `function` (any name [`ComponentInfo::resolve`] accepts) on the worker, creating
     /// the worker on first use. Returns once the invocation's result is durable.
+    ///
+    /// With an idempotency key, the export runs at most once per key and worker: a repeat gets
+    /// the stored outcome, also after a restart, and a repeat that arrives while the first call
+    /// runs waits for it (calls to one worker run in arrival order).
     pub async fn invoke(
         &self,
         worker: WorkerId,
         function: &str,
         args: Vec<Value>,
-        idempotency_key: String,
+        idempotency_key: Option<String>,
     ) -> Result<Vec<Value>, InvokeError> {
+        if let Some(key) = &idempotency_key {
+            check_idempotency_key(key)?;
+        }
         let component = self
             .components
             .get(&worker.component)
@@ -228,6 +237,16 @@ impl Runtime {
             }
         }
     }
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), InvokeError> {
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+        return Err(InvokeError::BadArguments(format!(
+            "an idempotency key has 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_worker_name(name: &str) -> Result<(), InvokeError> {

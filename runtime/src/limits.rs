@@ -43,6 +43,9 @@ pub const RANDOM_BYTES_MAX: u64 = 16 * 1024;
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 
+/// Length of an idempotency key: it is part of a storage key.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
+
 /// Length of a worker name: it is part of every storage key of the worker.
 pub const WORKER_NAME_BYTES_MAX: usize = 256;
 

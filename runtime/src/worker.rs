@@ -20,7 +20,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 pub(crate) struct Invocation {
     pub export: ExportInfo,
     pub args: Vec<Value>,
-    pub idempotency_key: String,
+    pub idempotency_key: Option<String>,
     pub reply: oneshot::Sender<Result<Vec<Value>, InvokeError>>,
 }
 
@@ -98,6 +98,19 @@ pub(crate) async fn run(
 }
 
 async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: Invocation) {
+    if let Some(key) = &invocation.idempotency_key {
+        match stored_outcome(ctx, key).await {
+            Ok(Some(outcome)) => {
+                let _ = invocation.reply.send(outcome);
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = invocation.reply.send(Err(e));
+                return;
+            }
+        }
+    }
     if active.is_none() {
         match activate(ctx).await {
             Ok(a) => *active = Some(a),
@@ -118,6 +131,32 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
         *active = None;
     }
     let _ = invocation.reply.send(result);
+}
+
+/// The outcome recorded for an idempotency key, if the worker already ran a call with it.
+async fn stored_outcome(
+    ctx: &WorkerContext,
+    key: &str,
+) -> Result<Option<Result<Vec<Value>, InvokeError>>, InvokeError> {
+    let Some(seq) = ctx.oplog.idempotent_outcome(&ctx.id, key).await? else {
+        return Ok(None);
+    };
+    let entry = ctx.oplog.read(&ctx.id, seq, 1).await?;
+    match entry.into_iter().next() {
+        Some(SequencedEntry {
+            seq: found,
+            entry: OplogEntry::InvocationCompleted { result, .. },
+        }) if found == seq => Ok(Some(Ok(result))),
+        Some(SequencedEntry {
+            seq: found,
+            entry: OplogEntry::InvocationFailed { error, .. },
+        }) if found == seq => Ok(Some(Err(InvokeError::Trap(format!(
+            "the call with this idempotency key failed: {error}"
+        ))))),
+        _ => Err(InvokeError::Storage(format!(
+            "the outcome of idempotency key `{key}` (entry {seq}) is no longer stored"
+        ))),
+    }
 }
 
 fn new_store(ctx: &WorkerContext) -> Store<HostState> {
@@ -365,7 +404,7 @@ async fn invoke_live(
         entries.push(create);
     }
     entries.push(OplogEntry::InvocationStarted {
-        idempotency_key: invocation.idempotency_key.clone(),
+        idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
         function: export.name.clone(),
         args: invocation.args.clone(),
     });
@@ -378,7 +417,7 @@ async fn invoke_live(
     let (reply, keep) = match outcome {
         Ok(result) => {
             entries.push(OplogEntry::InvocationCompleted {
-                idempotency_key: invocation.idempotency_key.clone(),
+                idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
                 result: result.clone(),
             });
             (Ok(result), true)
@@ -387,7 +426,7 @@ async fn invoke_live(
             let error = failure.into_error(&ctx.limits);
             tracing::info!(worker = %ctx.id, "invocation of {} failed: {error}", export.name);
             entries.push(OplogEntry::InvocationFailed {
-                idempotency_key: invocation.idempotency_key.clone(),
+                idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
                 error: error.to_string(),
             });
             (Err(error), false)
@@ -410,6 +449,10 @@ async fn invoke_live(
             component_hash: ctx.component.info.hash.clone(),
             last_index,
         },
+        idempotency: invocation
+            .idempotency_key
+            .clone()
+            .map(|key| (key, last_index)),
     };
     match ctx.oplog.append(append).await {
         Ok(()) => {

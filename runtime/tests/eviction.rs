@@ -33,7 +33,7 @@ async fn add(rt: &Runtime, user: &str, n: usize) -> Value {
         WorkerId::new("user-activity", user),
         "add-activity",
         vec![Value::String("k".into()), Value::String(format!("{n}"))],
-        format!("{user}-{n}"),
+        Some(format!("{user}-{n}")),
     )
     .await
     .unwrap()

@@ -48,14 +48,14 @@ async fn a_new_runtime_rebuilds_state_from_the_oplog_with_recorded_clock_and_ran
                 worker.clone(),
                 "add-activity",
                 vec![s(kind), s("x")],
-                format!("k{i}"),
+                Some(format!("k{i}")),
             )
             .await
             .unwrap();
         assert_eq!(count, vec![Value::U64(i as u64 + 1)]);
     }
     let before = first
-        .invoke(worker.clone(), "activities", vec![], "k-list".into())
+        .invoke(worker.clone(), "activities", vec![], Some("k-list".into()))
         .await
         .unwrap();
     drop(first);
@@ -68,7 +68,12 @@ async fn a_new_runtime_rebuilds_state_from_the_oplog_with_recorded_clock_and_ran
 
     let second = runtime(store.clone(), cache.path());
     let after = second
-        .invoke(worker.clone(), "activities", vec![], "k-list-2".into())
+        .invoke(
+            worker.clone(),
+            "activities",
+            vec![],
+            Some("k-list-2".into()),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -90,7 +95,7 @@ async fn arguments_of_the_wrong_type_are_refused_before_the_guest_runs() {
             WorkerId::new("user-activity", "u"),
             "add-activity",
             vec![s("a"), Value::U64(1)],
-            "k".into(),
+            None,
         )
         .await
         .unwrap_err();

@@ -413,7 +413,20 @@ pub(crate) fn append_rows(append: &Append) -> Result<Rows, StorageError> {
         keys::worker_metadata(&append.worker),
         encode_metadata(&append.metadata),
     ));
+    if let Some((key, seq)) = &append.idempotency {
+        rows.push((
+            keys::idempotency(&append.worker, key),
+            seq.to_le_bytes().to_vec(),
+        ));
+    }
     Ok(rows)
+}
+
+pub(crate) fn decode_seq(bytes: &[u8]) -> Result<u64, StorageError> {
+    bytes
+        .try_into()
+        .map(u64::from_le_bytes)
+        .map_err(|_| StorageError::Engine("corrupt idempotency index entry".into()))
 }
 
 pub(crate) fn decode_row(
@@ -469,6 +482,18 @@ impl OplogStore for EmbeddedStore {
 
     async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
         crate::kv_oplog::truncate_before(self, worker, seq).await
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        worker: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        let value = self
+            .keyspace
+            .get(keys::idempotency(worker, key))
+            .map_err(StorageError::engine)?;
+        value.map(|v| decode_seq(&v)).transpose()
     }
 
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {

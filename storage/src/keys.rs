@@ -4,6 +4,8 @@
 //! ```text
 //! ("w", component, worker)        -> worker metadata
 //! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
+//! ("i", component, worker, key)   -> seq of the entry that ended the invocation with that
+//!                                    idempotency key
 //! ("s", shard)                    -> shard lease {node, epoch, expires}
 //! ("c", component, version)       -> component record {hash, size}
 //! ("api", definition, version)    -> API definition record {hash, size}
@@ -17,6 +19,16 @@ use foundationdb_tuple::{pack, unpack};
 const WORKER: &str = "w";
 const OPLOG: &str = "l";
 const LEASE: &str = "s";
+const IDEMPOTENCY: &str = "i";
+
+pub fn idempotency(worker: &WorkerId, key: &str) -> Vec<u8> {
+    pack(&(
+        IDEMPOTENCY,
+        worker.component.as_str(),
+        worker.name.as_str(),
+        key,
+    ))
+}
 
 const COMPONENT: &str = "c";
 const DEFINITION: &str = "api";

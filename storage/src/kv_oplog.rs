@@ -160,6 +160,22 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         truncate_before(&self.kv, worker, seq).await
     }
 
+    async fn idempotent_outcome(
+        &self,
+        worker: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        let index = keys::idempotency(worker, key);
+        let value = self
+            .kv
+            .transact(|tx, _| {
+                let index = index.clone();
+                async move { tx.get(&index, true).await }
+            })
+            .await?;
+        value.map(|v| crate::embedded::decode_seq(&v)).transpose()
+    }
+
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         let key = keys::worker_metadata(worker);
         let bytes = self

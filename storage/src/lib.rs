@@ -73,6 +73,9 @@ pub struct Append {
     pub fence: Option<Fence>,
     pub entries: Vec<SequencedEntry>,
     pub metadata: WorkerMetadata,
+    /// An idempotency key and the sequence number of the entry that ended its invocation,
+    /// indexed atomically with the entries.
+    pub idempotency: Option<(String, u64)>,
 }
 
 /// A shard and the lease epoch an appender holds on it.
@@ -105,6 +108,14 @@ pub trait OplogStore: Send + Sync + 'static {
 
     /// The worker's metadata, or `None` if the worker was never created.
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError>;
+
+    /// The sequence number of the entry that ended the worker's invocation with this
+    /// idempotency key, if there was one.
+    async fn idempotent_outcome(
+        &self,
+        worker: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError>;
 
     /// Removes the worker's entries before `seq` (those a snapshot made unnecessary). The
     /// metadata, and so the last index, are unchanged.

@@ -45,6 +45,17 @@ impl OplogStore for MemoryStore {
             .collect()
     }
 
+    async fn idempotent_outcome(
+        &self,
+        worker: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        let map = self.rows.lock().expect("memory store lock");
+        map.get(&keys::idempotency(worker, key))
+            .map(|v| crate::embedded::decode_seq(v))
+            .transpose()
+    }
+
     async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
         let mut map = self.rows.lock().expect("memory store lock");
         map.retain(|k, _| {

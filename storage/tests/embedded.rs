@@ -41,6 +41,7 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
                                 component_hash: "h".into(),
                                 last_index: seq,
                             },
+                            idempotency: None,
                         })
                         .await
                         .unwrap();

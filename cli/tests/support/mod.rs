@@ -109,13 +109,25 @@ impl Http {
         url: &str,
         body: Option<Json>,
     ) -> Result<(u16, Json), String> {
+        self.request_with(method, url, body, &[]).await
+    }
+
+    pub async fn request_with(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Json>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Json), String> {
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let request = http::Request::builder()
+        let mut builder = http::Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
-            .body(Full::new(bytes))
-            .map_err(|e| e.to_string())?;
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(bytes)).map_err(|e| e.to_string())?;
         let response = self
             .client
             .request(request)

@@ -358,6 +358,7 @@ pub fn append_of(
             component_hash: "h".into(),
             last_index: last,
         },
+        idempotency: None,
     }
 }
 
@@ -448,6 +449,27 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
     let err = oplog.append(different).await.unwrap_err();
     assert!(matches!(err, StorageError::Rejected(_)), "{err}");
     assert_exact(&g, &read_all(oplog, &g).await, 3);
+
+    // The idempotency index is written atomically with the entries it points at.
+    let mut keyed = append_of(&g, 4..=5, None);
+    keyed.idempotency = Some(("call-key".into(), 5));
+    oplog.append(keyed).await.unwrap();
+    assert_eq!(
+        oplog.idempotent_outcome(&g, "call-key").await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        oplog.idempotent_outcome(&g, "other-key").await.unwrap(),
+        None
+    );
+    let mut refused = append_of(&g, 7..=7, None);
+    refused.idempotency = Some(("refused-key".into(), 7));
+    assert!(oplog.append(refused).await.is_err());
+    assert_eq!(
+        oplog.idempotent_outcome(&g, "refused-key").await.unwrap(),
+        None,
+        "nothing of a refused append is written"
+    );
 
     // Fencing: an appender with a stale lease epoch cannot append.
     let f = WorkerId::new("conformance", "fenced");
