@@ -19,6 +19,10 @@ fi
 
 # The example components that the runtime, gateway and end-to-end tests run.
 cargo build --locked -p user-activity -p stress --target wasm32-wasip2 --profile guest
+# A changed version of user-activity, for the divergence test (its own target folder, so it does
+# not replace the demo's component).
+cargo build --locked -p user-activity --features diverge --target wasm32-wasip2 --profile guest \
+  --target-dir target/variants
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings

@@ -26,7 +26,14 @@ impl Guest for UserActivity {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        #[cfg(not(feature = "diverge"))]
         let id = wasip2::random::random::get_random_u64();
+        #[cfg(feature = "diverge")]
+        let id = u64::from_le_bytes(
+            wasip2::random::random::get_random_bytes(8)
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
         ACTIVITIES.with_borrow_mut(|list| {
             list.push(Activity {
                 id,
