@@ -49,6 +49,7 @@ fn append(worker: &WorkerId, seq: u64) -> Append {
             last_index: seq,
         },
         idempotency: None,
+        in_flight: None,
     }
 }
 
@@ -104,6 +105,7 @@ async fn replay(dir: &std::path::Path, entries: u64) -> (f64, f64) {
                         last_index: seq + n,
                     },
                     idempotency: None,
+                    in_flight: None,
                 })
                 .await
                 .expect("append");

@@ -171,7 +171,7 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     )
     .context("loading components")?;
     let gateway =
-        Gateway::new(runtime, &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
+        Gateway::new(runtime.clone(), &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
     if !run {
         println!(
             "{}: ok ({} routes)",
@@ -187,6 +187,14 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("revenant listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    // Invocations the last process died in resume now, not on their worker's next call.
+    tokio::spawn(async move {
+        match runtime.recover_in_flight().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("resuming {n} interrupted invocations"),
+            Err(e) => tracing::error!("cannot look for interrupted invocations: {e}"),
+        }
+    });
     tracing::info!(data = %config.data.display(), "serving {} routes", config.api.routes.len());
     revenant_gateway::serve(listener, Arc::new(gateway), shutdown_signal())
         .await

@@ -248,6 +248,7 @@ pub fn from_value(v: &Value) -> Json {
         Value::Result(Ok(o)) => Json::Object(Map::from_iter([("ok".to_string(), opt(o))])),
         Value::Result(Err(o)) => Json::Object(Map::from_iter([("err".to_string(), opt(o))])),
         Value::Flags(fs) => Json::Array(fs.iter().map(|f| Json::String(f.clone())).collect()),
+        Value::Bytes(bs) => Json::Array(bs.iter().map(|b| Json::from(*b)).collect()),
     }
 }
 

@@ -45,6 +45,9 @@ impl OplogStore for WithheldDurability {
     async fn truncate_before(&self, w: &WorkerId, seq: u64) -> Result<(), StorageError> {
         self.inner.truncate_before(w, seq).await
     }
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
+        self.inner.in_flight_workers().await
+    }
     async fn idempotent_outcome(
         &self,
         w: &WorkerId,

@@ -8,7 +8,10 @@
 //! captured whatever library the guest uses to make them.
 
 use crate::environment::Environment;
+use crate::http::HttpClient;
+use crate::journal::Journal;
 use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, RANDOM_BYTES_MAX};
+use revenant_storage::OplogEntry;
 use revenant_storage::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,56 +32,68 @@ pub(crate) struct HostCallRecord {
     pub response: Value,
 }
 
-enum Mode {
+pub(crate) enum Mode {
     /// Between invocations: no host call may happen, since nothing would record it.
     Idle,
     Live {
-        recorded: Vec<HostCallRecord>,
+        journal: Arc<Journal>,
     },
+    /// Answers host calls from the log. With `then_live`, the invocation was interrupted by a
+    /// crash: once the recorded calls run out it continues live on that journal (resumption).
     Replay {
         expected: VecDeque<HostCallRecord>,
+        then_live: Option<Arc<Journal>>,
     },
 }
 
 pub(crate) struct Durability {
     environment: Arc<dyn Environment>,
-    mode: Mode,
+    pub(crate) http: HttpClient,
+    pub(crate) mode: Mode,
     /// Set when replay met a host call that differs from the log; the trap that follows is
-    /// reported as a divergence, with this message.
-    pub divergence: Option<String>,
+    /// reported as a divergence, with this message. Shared with HTTP tasks, which find out
+    /// after the call returned.
+    divergence: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Durability {
-    fn new(environment: Arc<dyn Environment>) -> Self {
+    fn new(environment: Arc<dyn Environment>, http: HttpClient) -> Self {
         Self {
             environment,
+            http,
             mode: Mode::Idle,
-            divergence: None,
+            divergence: Arc::default(),
         }
     }
 
-    pub fn begin_live(&mut self) {
-        self.mode = Mode::Live {
-            recorded: Vec::new(),
-        };
-        self.divergence = None;
+    pub fn begin_live(&mut self, journal: Arc<Journal>) {
+        self.mode = Mode::Live { journal };
+        self.take_divergence();
     }
 
-    pub fn begin_replay(&mut self, expected: Vec<HostCallRecord>) {
+    pub fn begin_replay(&mut self, expected: Vec<HostCallRecord>, then_live: Option<Arc<Journal>>) {
         self.mode = Mode::Replay {
             expected: expected.into(),
+            then_live,
         };
-        self.divergence = None;
+        self.take_divergence();
     }
 
-    /// Ends the invocation. Live: the calls it recorded. Replay: an error if the log holds
-    /// calls the guest did not make this time.
-    pub fn finish(&mut self) -> Result<Vec<HostCallRecord>, String> {
+    pub(crate) fn divergence_slot(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.divergence.clone()
+    }
+
+    pub fn take_divergence(&mut self) -> Option<String> {
+        self.divergence.lock().expect("divergence lock").take()
+    }
+
+    /// Ends the invocation. In replay, an error if the log holds calls the guest did not make
+    /// this time.
+    pub fn finish(&mut self) -> Result<(), String> {
         match std::mem::replace(&mut self.mode, Mode::Idle) {
-            Mode::Idle => Ok(Vec::new()),
-            Mode::Live { recorded } => Ok(recorded),
-            Mode::Replay { expected } => match expected.front() {
-                None => Ok(Vec::new()),
+            Mode::Idle | Mode::Live { .. } => Ok(()),
+            Mode::Replay { expected, .. } => match expected.front() {
+                None => Ok(()),
                 Some(next) => Err(format!(
                     "the oplog records host call {}.{}({:?}) -> {:?}, but the guest returned \
                      without making it",
@@ -86,6 +101,30 @@ impl Durability {
                 )),
             },
         }
+    }
+
+    /// The next recorded call in replay, or `None` when the invocation runs live (switching a
+    /// resumed invocation to live when its recorded calls run out).
+    pub(crate) fn next_recorded(&mut self) -> Result<Option<HostCallRecord>, ()> {
+        if let Mode::Replay {
+            expected,
+            then_live,
+        } = &mut self.mode
+        {
+            if let Some(r) = expected.pop_front() {
+                return Ok(Some(r));
+            }
+            match then_live.take() {
+                Some(journal) => self.mode = Mode::Live { journal },
+                None => return Err(()),
+            }
+        }
+        Ok(None)
+    }
+
+    fn diverge(&self, message: String) -> wasmtime::Error {
+        *self.divergence.lock().expect("divergence lock") = Some(message.clone());
+        wasmtime::Error::msg(message)
     }
 
     /// The chokepoint. `live` computes the response from the real world; it runs only live.
@@ -96,42 +135,40 @@ impl Durability {
         request: Value,
         live: impl FnOnce(&dyn Environment) -> Value,
     ) -> wasmtime::Result<Value> {
-        match &mut self.mode {
-            Mode::Live { recorded } => {
-                let response = live(self.environment.as_ref());
-                recorded.push(HostCallRecord {
-                    interface: interface.to_string(),
-                    function: function.to_string(),
-                    request,
-                    response: response.clone(),
-                });
-                Ok(response)
+        let attempted = || format!("{interface}.{function}({request:?})");
+        match self.next_recorded() {
+            Ok(Some(r))
+                if r.interface == interface && r.function == function && r.request == request =>
+            {
+                Ok(r.response)
             }
-            Mode::Replay { expected } => {
-                let attempted = format!("{interface}.{function}({request:?})");
-                let message = match expected.pop_front() {
-                    Some(r)
-                        if r.interface == interface
-                            && r.function == function
-                            && r.request == request =>
-                    {
-                        return Ok(r.response);
-                    }
-                    Some(r) => format!(
-                        "the oplog records host call {}.{}({:?}), but the guest now calls {attempted}",
-                        r.interface, r.function, r.request
-                    ),
-                    None => format!(
-                        "the oplog records no further host call in this invocation, but the guest \
-                         now calls {attempted}"
-                    ),
-                };
-                self.divergence = Some(message.clone());
-                Err(wasmtime::Error::msg(message))
-            }
-            Mode::Idle => Err(wasmtime::Error::msg(format!(
-                "host call {interface}.{function} outside of an invocation cannot be recorded"
+            Ok(Some(r)) => Err(self.diverge(format!(
+                "the oplog records host call {}.{}({:?}), but the guest now calls {}",
+                r.interface,
+                r.function,
+                r.request,
+                attempted()
             ))),
+            Err(()) => Err(self.diverge(format!(
+                "the oplog records no further host call in this invocation, but the guest now \
+                 calls {}",
+                attempted()
+            ))),
+            Ok(None) => match &self.mode {
+                Mode::Live { journal } => {
+                    let response = live(self.environment.as_ref());
+                    journal.push(OplogEntry::HostCall {
+                        interface: interface.to_string(),
+                        function: function.to_string(),
+                        request,
+                        response: response.clone(),
+                    });
+                    Ok(response)
+                }
+                _ => Err(wasmtime::Error::msg(format!(
+                    "host call {interface}.{function} outside of an invocation cannot be recorded"
+                ))),
+            },
         }
     }
 }
@@ -179,10 +216,15 @@ pub(crate) struct HostState {
     pub ticks_left: u64,
     pub deadline_exceeded: bool,
     pub durability: Durability,
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
 }
 
 impl HostState {
-    pub fn new(environment: Arc<dyn Environment>, memory_bytes_max: usize) -> Self {
+    pub fn new(
+        environment: Arc<dyn Environment>,
+        http: HttpClient,
+        memory_bytes_max: usize,
+    ) -> Self {
         // No environment variables, arguments, preopened directories or network: everything a
         // guest can observe is either fixed or recorded.
         let wasi = WasiCtxBuilder::new().inherit_stderr().build();
@@ -195,7 +237,8 @@ impl HostState {
             },
             ticks_left: 0,
             deadline_exceeded: false,
-            durability: Durability::new(environment),
+            durability: Durability::new(environment, http),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
         }
     }
 }
@@ -209,9 +252,21 @@ impl WasiView for HostState {
     }
 }
 
-/// Adds WASI p2, with clocks and random replaced by their durable versions.
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.durability,
+        }
+    }
+}
+
+/// Adds WASI p2, with clocks and random replaced by their durable versions, and
+/// `wasi:http/outgoing-handler`, whose requests go through the chokepoint.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     linker.allow_shadowing(true);
     wall_clock::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;

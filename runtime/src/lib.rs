@@ -10,6 +10,8 @@ mod component;
 mod durability;
 mod environment;
 mod error;
+mod http;
+mod journal;
 pub mod limits;
 mod slots;
 mod types;
@@ -53,6 +55,7 @@ pub struct Runtime {
     oplog: Arc<dyn OplogStore>,
     environment: Arc<dyn Environment>,
     limits: WorkerLimits,
+    http: http::HttpClient,
     shared: Arc<Shared>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -105,6 +108,7 @@ impl Runtime {
             oplog,
             environment,
             limits: config.limits,
+            http: http::client(),
             shared: Arc::new(Shared::new()),
             ticker_stop,
         }))
@@ -162,7 +166,7 @@ impl Runtime {
             export,
             args,
             idempotency_key,
-            reply,
+            reply: Some(reply),
         };
         // A worker may retire between finding its mailbox and sending to it; then the call goes
         // to its successor. Bounded: a retiring worker leaves the map before closing its mailbox.
@@ -183,6 +187,33 @@ impl Runtime {
         Err(InvokeError::Internal(format!(
             "worker {worker} kept retiring"
         )))
+    }
+
+    /// Activates every worker that has an invocation in flight (the process died during it), so
+    /// that the invocation resumes now rather than on the worker's next call. Returns how many
+    /// were found; they resume in the background.
+    pub async fn recover_in_flight(&self) -> Result<usize, InvokeError> {
+        let workers = self.oplog.in_flight_workers().await?;
+        for worker in &workers {
+            let Some(component) = self.components.get(&worker.component) else {
+                tracing::warn!(%worker, "in flight, but its component is not loaded");
+                continue;
+            };
+            let Some(export) = component.info.exports.values().next().cloned() else {
+                continue;
+            };
+            let mailbox = self.mailbox(worker, component).await?;
+            let activation = Invocation {
+                export,
+                args: Vec::new(),
+                idempotency_key: None,
+                reply: None,
+            };
+            if mailbox.try_send(activation).is_err() {
+                tracing::warn!(%worker, "could not queue its recovery; it resumes on its next call");
+            }
+        }
+        Ok(workers.len())
     }
 
     /// Workers in memory now.
@@ -218,6 +249,7 @@ impl Runtime {
                         component: component.clone(),
                         oplog: self.oplog.clone(),
                         environment: self.environment.clone(),
+                        http: self.http.clone(),
                         limits: self.limits.clone(),
                     };
                     tokio::spawn(worker::run(

@@ -40,6 +40,15 @@ pub const EVICTION_WAIT: Duration = Duration::from_secs(5);
 /// entry, which must stay under the storage entry limit.
 pub const RANDOM_BYTES_MAX: u64 = 16 * 1024;
 
+/// Largest outgoing request body and response body: each is recorded whole in one oplog entry,
+/// which must stay under the storage entry limit (90,000 bytes). Larger bodies need chunked
+/// records (not yet built): they are refused.
+pub const HTTP_BODY_BYTES_MAX: usize = 60 * 1024;
+
+/// Time an outgoing HTTP request may take, connection to last byte. The invocation deadline
+/// counts guest execution only, so a request that never answers is bounded here.
+pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 

@@ -29,6 +29,7 @@ pub(crate) fn to_val(v: &Value) -> Val {
         Value::Result(Ok(o)) => Val::Result(Ok(boxed(o))),
         Value::Result(Err(o)) => Val::Result(Err(boxed(o))),
         Value::Flags(fs) => Val::Flags(fs.clone()),
+        Value::Bytes(bs) => Val::List(bs.iter().map(|b| Val::U8(*b)).collect()),
     }
 }
 

@@ -6,12 +6,12 @@ use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::{HostCallRecord, HostState};
 use crate::environment::Environment;
 use crate::error::InvokeError;
+use crate::http::HttpClient;
+use crate::journal::Journal;
 use crate::limits::{EPOCH_TICK, REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, WorkerLimits};
 use crate::slots::Shared;
 use crate::values::{from_val, to_val};
-use revenant_storage::{
-    Append, OplogEntry, OplogStore, SequencedEntry, Value, WorkerId, WorkerMetadata,
-};
+use revenant_storage::{OplogEntry, OplogStore, SequencedEntry, Value, WorkerId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{Instance, Val};
@@ -21,7 +21,17 @@ pub(crate) struct Invocation {
     pub export: ExportInfo,
     pub args: Vec<Value>,
     pub idempotency_key: Option<String>,
-    pub reply: oneshot::Sender<Result<Vec<Value>, InvokeError>>,
+    /// `None` for a bare activation (recovery at start-up): activate, answer nobody.
+    pub reply: Option<oneshot::Sender<Result<Vec<Value>, InvokeError>>>,
+}
+
+impl Invocation {
+    fn answer(self, result: Result<Vec<Value>, InvokeError>) {
+        if let Some(reply) = self.reply {
+            // A caller that gave up waiting is no error: the outcome is stored either way.
+            let _ = reply.send(result);
+        }
+    }
 }
 
 pub(crate) struct WorkerContext {
@@ -30,6 +40,7 @@ pub(crate) struct WorkerContext {
     pub component: Arc<LoadedComponent>,
     pub oplog: Arc<dyn OplogStore>,
     pub environment: Arc<dyn Environment>,
+    pub http: HttpClient,
     pub limits: WorkerLimits,
 }
 
@@ -98,27 +109,25 @@ pub(crate) async fn run(
 }
 
 async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: Invocation) {
-    if let Some(key) = &invocation.idempotency_key {
-        match stored_outcome(ctx, key).await {
-            Ok(Some(outcome)) => {
-                let _ = invocation.reply.send(outcome);
-                return;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = invocation.reply.send(Err(e));
-                return;
-            }
-        }
-    }
+    // Activation first: it may resume an interrupted invocation, which could be the very call
+    // this one repeats, and whose outcome the lookup below must then find.
     if active.is_none() {
         match activate(ctx).await {
             Ok(a) => *active = Some(a),
             Err(e) => {
                 tracing::error!(worker = %ctx.id, "activation failed: {e}");
-                let _ = invocation.reply.send(Err(e));
-                return;
+                return invocation.answer(Err(e));
             }
+        }
+    }
+    if invocation.reply.is_none() {
+        return; // a bare activation: done
+    }
+    if let Some(key) = &invocation.idempotency_key {
+        match stored_outcome(ctx, key).await {
+            Ok(Some(outcome)) => return invocation.answer(outcome),
+            Ok(None) => {}
+            Err(e) => return invocation.answer(Err(e)),
         }
     }
     let Some(worker) = active.as_mut() else {
@@ -130,7 +139,7 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
         // append memory holds state the log does not: rebuild from the log next time.
         *active = None;
     }
-    let _ = invocation.reply.send(result);
+    invocation.answer(result);
 }
 
 /// The outcome recorded for an idempotency key, if the worker already ran a call with it.
@@ -162,7 +171,11 @@ async fn stored_outcome(
 fn new_store(ctx: &WorkerContext) -> Store<HostState> {
     let mut store = Store::new(
         &ctx.engine,
-        HostState::new(ctx.environment.clone(), ctx.limits.guest_memory_bytes),
+        HostState::new(
+            ctx.environment.clone(),
+            ctx.http.clone(),
+            ctx.limits.guest_memory_bytes,
+        ),
     );
     store.limiter(|s| &mut s.limiter);
     // Every epoch tick the guest yields to other tasks; when its budget is spent it is
@@ -221,6 +234,7 @@ async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
 struct Recorded {
     function: String,
     args: Vec<Value>,
+    idempotency_key: String,
     host_calls: Vec<HostCallRecord>,
 }
 
@@ -242,13 +256,18 @@ async fn replay(
                         tracing::warn!(worker = %ctx.id, "worker was created with component {component_hash}, now runs {}", ctx.component.info.hash);
                     }
                 }
-                OplogEntry::InvocationStarted { function, args, .. } => {
+                OplogEntry::InvocationStarted {
+                    function,
+                    args,
+                    idempotency_key,
+                } => {
                     if let Some(abandoned) = open.take() {
                         tracing::warn!(worker = %ctx.id, "skipping invocation of {} that never completed", abandoned.function);
                     }
                     open = Some(Recorded {
                         function,
                         args,
+                        idempotency_key,
                         host_calls: Vec::new(),
                     });
                 }
@@ -292,7 +311,70 @@ async fn replay(
             ctx.id, active.last_index
         )));
     }
+    if let Some(interrupted) = open {
+        resume(ctx, active, interrupted).await?;
+    }
     Ok(())
+}
+
+/// Continues an invocation the process died in: its recorded host calls are answered from the
+/// log, then it runs live; its outcome is stored under its idempotency key for the caller to
+/// collect with a retry.
+async fn resume(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    inv: Recorded,
+) -> Result<(), InvokeError> {
+    let export = ctx
+        .component
+        .info
+        .exports
+        .get(&inv.function)
+        .cloned()
+        .ok_or_else(|| {
+            InvokeError::Divergence(format!(
+                "the oplog invokes `{}`, which the component no longer exports",
+                inv.function
+            ))
+        })?;
+    tracing::info!(worker = %ctx.id, "resuming an interrupted invocation of {}", inv.function);
+    let journal = Journal::new(
+        ctx.oplog.clone(),
+        ctx.id.clone(),
+        ctx.component.info.hash.clone(),
+        active.last_index + 1,
+        true,
+    );
+    active
+        .store
+        .data_mut()
+        .durability
+        .begin_replay(inv.host_calls, Some(journal.clone()));
+    arm_deadline(&mut active.store, ctx.limits.invocation_timeout);
+    let outcome = call(active, &export, &inv.args).await;
+    let leftover = active.store.data_mut().durability.finish();
+    if let Some(d) = active.store.data_mut().durability.take_divergence() {
+        return Err(InvokeError::Divergence(format!(
+            "resuming `{}`: {d}",
+            inv.function
+        )));
+    }
+    if let Err(d) = leftover {
+        return Err(InvokeError::Divergence(format!(
+            "resuming `{}`: {d}",
+            inv.function
+        )));
+    }
+    let key = (!inv.idempotency_key.is_empty()).then_some(inv.idempotency_key);
+    let (_, keep) = finish_invocation(ctx, active, &journal, key, outcome).await;
+    if keep {
+        Ok(())
+    } else {
+        Err(InvokeError::Internal(format!(
+            "the resumed invocation of `{}` did not complete",
+            inv.function
+        )))
+    }
 }
 
 async fn replay_one(
@@ -317,14 +399,14 @@ async fn replay_one(
         .store
         .data_mut()
         .durability
-        .begin_replay(inv.host_calls);
+        .begin_replay(inv.host_calls, None);
     arm_deadline(
         &mut active.store,
         ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR,
     );
     let outcome = call(active, export, &inv.args).await;
     let leftover = active.store.data_mut().durability.finish();
-    let divergence = active.store.data_mut().durability.divergence.take();
+    let divergence = active.store.data_mut().durability.take_divergence();
     match (outcome, divergence, leftover) {
         (_, Some(d), _) => Err(InvokeError::Divergence(format!(
             "replaying entry {seq}: {d}"
@@ -389,75 +471,73 @@ async fn invoke_live(
     invocation: &Invocation,
 ) -> (Result<Vec<Value>, InvokeError>, bool) {
     let export = &invocation.export;
-    active.store.data_mut().durability.begin_live();
-    arm_deadline(&mut active.store, ctx.limits.invocation_timeout);
-    let outcome = call(active, export, &invocation.args).await;
-    let host_calls = active
-        .store
-        .data_mut()
-        .durability
-        .finish()
-        .unwrap_or_default();
-
-    let mut entries: Vec<OplogEntry> = Vec::with_capacity(host_calls.len() + 3);
-    if let Some(create) = active.pending_create.clone() {
-        entries.push(create);
+    let journal = Journal::new(
+        ctx.oplog.clone(),
+        ctx.id.clone(),
+        ctx.component.info.hash.clone(),
+        active.last_index + 1,
+        false,
+    );
+    if let Some(create) = active.pending_create.take() {
+        journal.push(create);
     }
-    entries.push(OplogEntry::InvocationStarted {
+    journal.push(OplogEntry::InvocationStarted {
         idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
         function: export.name.clone(),
         args: invocation.args.clone(),
     });
-    entries.extend(host_calls.into_iter().map(|h| OplogEntry::HostCall {
-        interface: h.interface,
-        function: h.function,
-        request: h.request,
-        response: h.response,
-    }));
+    active
+        .store
+        .data_mut()
+        .durability
+        .begin_live(journal.clone());
+    arm_deadline(&mut active.store, ctx.limits.invocation_timeout);
+    let outcome = call(active, export, &invocation.args).await;
+    let _ = active.store.data_mut().durability.finish();
+    finish_invocation(
+        ctx,
+        active,
+        &journal,
+        invocation.idempotency_key.clone(),
+        outcome,
+    )
+    .await
+}
+
+/// Records how an invocation ended and makes it durable: the reply, and whether the in-memory
+/// worker may be kept.
+async fn finish_invocation(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    journal: &Journal,
+    idempotency_key: Option<String>,
+    outcome: Result<Vec<Value>, CallFailure>,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    let key = idempotency_key.clone().unwrap_or_default();
     let (reply, keep) = match outcome {
         Ok(result) => {
-            entries.push(OplogEntry::InvocationCompleted {
-                idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
+            journal.push(OplogEntry::InvocationCompleted {
+                idempotency_key: key,
                 result: result.clone(),
             });
             (Ok(result), true)
         }
         Err(failure) => {
             let error = failure.into_error(&ctx.limits);
-            tracing::info!(worker = %ctx.id, "invocation of {} failed: {error}", export.name);
-            entries.push(OplogEntry::InvocationFailed {
-                idempotency_key: invocation.idempotency_key.clone().unwrap_or_default(),
+            tracing::info!(worker = %ctx.id, "an invocation failed: {error}");
+            journal.push(OplogEntry::InvocationFailed {
+                idempotency_key: key,
                 error: error.to_string(),
             });
             (Err(error), false)
         }
     };
-
-    let first = active.last_index + 1;
-    let entries: Vec<SequencedEntry> = entries
-        .into_iter()
-        .zip(first..)
-        .map(|(entry, seq)| SequencedEntry { seq, entry })
-        .collect();
-    let last_index = first + entries.len() as u64 - 1;
-    let append = Append {
-        worker: ctx.id.clone(),
-        // One node owning its store: no lease to check yet (the cluster issue adds leases).
-        fence: None,
-        entries,
-        metadata: WorkerMetadata {
-            component_hash: ctx.component.info.hash.clone(),
-            last_index,
-        },
-        idempotency: invocation
-            .idempotency_key
-            .clone()
-            .map(|key| (key, last_index)),
-    };
-    match ctx.oplog.append(append).await {
+    if let Some(failure) = journal.failure() {
+        return (Err(InvokeError::Storage(failure)), false);
+    }
+    match journal.flush(false, idempotency_key).await {
         Ok(()) => {
-            active.last_index = last_index;
-            active.pending_create = None;
+            active.last_index = journal.last_index();
             (reply, keep)
         }
         Err(e) => (Err(e.into()), false),

@@ -419,6 +419,9 @@ pub(crate) fn append_rows(append: &Append) -> Result<Rows, StorageError> {
             seq.to_le_bytes().to_vec(),
         ));
     }
+    if let Some(open) = append.in_flight {
+        rows.push((keys::in_flight(&append.worker), vec![u8::from(open)]));
+    }
     Ok(rows)
 }
 
@@ -482,6 +485,10 @@ impl OplogStore for EmbeddedStore {
 
     async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
         crate::kv_oplog::truncate_before(self, worker, seq).await
+    }
+
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
+        crate::kv_oplog::in_flight_workers(self).await
     }
 
     async fn idempotent_outcome(

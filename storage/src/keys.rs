@@ -6,6 +6,8 @@
 //! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
 //! ("i", component, worker, key)   -> seq of the entry that ended the invocation with that
 //!                                    idempotency key
+//! ("f", component, worker)        -> [1] while the worker has an invocation in flight past a
+//!                                    durable side effect, [0] after (recovered at start-up)
 //! ("s", shard)                    -> shard lease {node, epoch, expires}
 //! ("c", component, version)       -> component record {hash, size}
 //! ("api", definition, version)    -> API definition record {hash, size}
@@ -20,6 +22,24 @@ const WORKER: &str = "w";
 const OPLOG: &str = "l";
 const LEASE: &str = "s";
 const IDEMPOTENCY: &str = "i";
+const IN_FLIGHT: &str = "f";
+
+/// Marks a worker whose log holds an invocation that has not ended: `[1]` while open, `[0]`.
+pub fn in_flight(worker: &WorkerId) -> Vec<u8> {
+    pack(&(IN_FLIGHT, worker.component.as_str(), worker.name.as_str()))
+}
+
+pub fn in_flight_range() -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(IN_FLIGHT,));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn worker_of_in_flight_key(key: &[u8]) -> Option<WorkerId> {
+    let (_, component, name): (String, String, String) = unpack(key).ok()?;
+    Some(WorkerId { component, name })
+}
 
 pub fn idempotency(worker: &WorkerId, key: &str) -> Vec<u8> {
     pack(&(

@@ -160,6 +160,10 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         truncate_before(&self.kv, worker, seq).await
     }
 
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
+        in_flight_workers(&self.kv).await
+    }
+
     async fn idempotent_outcome(
         &self,
         worker: &WorkerId,
@@ -207,4 +211,37 @@ pub(crate) async fn truncate_before<K: KvStore>(
     })
     .await?;
     Ok(())
+}
+
+/// Workers whose in-flight marker is set, over any KV store, read in pages.
+pub(crate) async fn in_flight_workers<K: KvStore>(kv: &K) -> Result<Vec<WorkerId>, StorageError> {
+    let (mut from, end) = keys::in_flight_range();
+    let mut workers = Vec::new();
+    loop {
+        let page = kv
+            .transact(|tx, _| {
+                let (from, end) = (from.clone(), end.clone());
+                async move {
+                    tx.get_range(
+                        &from,
+                        &end,
+                        RangeOptions {
+                            limit: 1_000,
+                            reverse: false,
+                            snapshot: true,
+                        },
+                    )
+                    .await
+                }
+            })
+            .await?;
+        let Some((last, _)) = page.last() else { break };
+        from = crate::kv::key_after(last);
+        for (k, v) in &page {
+            if v.as_slice() == [1] {
+                workers.extend(keys::worker_of_in_flight_key(k));
+            }
+        }
+    }
+    Ok(workers)
 }

@@ -76,6 +76,9 @@ pub struct Append {
     /// An idempotency key and the sequence number of the entry that ended its invocation,
     /// indexed atomically with the entries.
     pub idempotency: Option<(String, u64)>,
+    /// Marks (`Some(true)`) or clears (`Some(false)`) the worker as having an invocation in
+    /// flight, for recovery at start-up.
+    pub in_flight: Option<bool>,
 }
 
 /// A shard and the lease epoch an appender holds on it.
@@ -108,6 +111,9 @@ pub trait OplogStore: Send + Sync + 'static {
 
     /// The worker's metadata, or `None` if the worker was never created.
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError>;
+
+    /// Workers marked as having an invocation in flight.
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError>;
 
     /// The sequence number of the entry that ended the worker's invocation with this
     /// idempotency key, if there was one.

@@ -45,6 +45,16 @@ impl OplogStore for MemoryStore {
             .collect()
     }
 
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
+        let (begin, end) = keys::in_flight_range();
+        let map = self.rows.lock().expect("memory store lock");
+        Ok(map
+            .range(begin..end)
+            .filter(|(_, v)| v.as_slice() == [1])
+            .filter_map(|(k, _)| keys::worker_of_in_flight_key(k))
+            .collect())
+    }
+
     async fn idempotent_outcome(
         &self,
         worker: &WorkerId,

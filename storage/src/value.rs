@@ -29,4 +29,7 @@ pub enum Value {
     Option(Option<Box<Value>>),
     Result(Result<Option<Box<Value>>, Option<Box<Value>>>),
     Flags(Vec<String>),
+    /// Raw bytes, in host-call records only (HTTP bodies): one byte each, where `List` of `U8`
+    /// spends two. Never a guest value.
+    Bytes(Vec<u8>),
 }

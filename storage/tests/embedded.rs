@@ -42,6 +42,7 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
                                 last_index: seq,
                             },
                             idempotency: None,
+                            in_flight: None,
                         })
                         .await
                         .unwrap();

@@ -43,7 +43,10 @@ impl Server {
             .arg(config)
             .arg("--data")
             .arg(data)
-            .env("REVENANT_LOG", "warn")
+            .env(
+                "REVENANT_LOG",
+                std::env::var("REVENANT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

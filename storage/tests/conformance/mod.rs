@@ -359,6 +359,7 @@ pub fn append_of(
             last_index: last,
         },
         idempotency: None,
+        in_flight: None,
     }
 }
 
@@ -462,14 +463,24 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
         oplog.idempotent_outcome(&g, "other-key").await.unwrap(),
         None
     );
-    let mut refused = append_of(&g, 7..=7, None);
-    refused.idempotency = Some(("refused-key".into(), 7));
+    let mut refused = append_of(&g, 9..=9, None);
+    refused.idempotency = Some(("refused-key".into(), 9));
     assert!(oplog.append(refused).await.is_err());
     assert_eq!(
         oplog.idempotent_outcome(&g, "refused-key").await.unwrap(),
         None,
         "nothing of a refused append is written"
     );
+
+    // The in-flight marker: set by one append, cleared by a later one.
+    let mut opened = append_of(&g, 6..=6, None);
+    opened.in_flight = Some(true);
+    oplog.append(opened).await.unwrap();
+    assert!(oplog.in_flight_workers().await.unwrap().contains(&g));
+    let mut closed = append_of(&g, 7..=7, None);
+    closed.in_flight = Some(false);
+    oplog.append(closed).await.unwrap();
+    assert!(!oplog.in_flight_workers().await.unwrap().contains(&g));
 
     // Fencing: an appender with a stale lease epoch cannot append.
     let f = WorkerId::new("conformance", "fenced");

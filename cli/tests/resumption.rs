@@ -1,0 +1,118 @@
+//! A call blocked inside an outgoing HTTP request when the process is SIGKILLed resumes after
+//! restart — without waiting for a client — sends the request again (at least once), completes,
+//! and its result is there for a retry with the same idempotency key. The final state is exact.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::{Http, Server, demo_config, eventually};
+
+/// An upstream on 127.0.0.1 that never answers its first request and answers the others.
+async fn upstream(seen: Arc<AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/item", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_request| {
+                    let seen = seen.clone();
+                    async move {
+                        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"from upstream",
+                        ))))
+                    }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_blocked_in_outgoing_http_resumes_after_kill_9() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let item = upstream(seen.clone()).await;
+    let data = tempfile::tempdir().unwrap();
+    let config = demo_config();
+    let http = Http::new();
+    let server = Server::start(&config, data.path());
+
+    let blocked = {
+        let (http, url, item) = (http.clone(), server.url.clone(), item.clone());
+        tokio::spawn(async move {
+            http.request_with(
+                "POST",
+                &format!("{url}/user/r/imports"),
+                Some(json!({"url": item})),
+                &[("idempotency-key", "import-1")],
+            )
+            .await
+        })
+    };
+    eventually(
+        "the request to reach the upstream",
+        Duration::from_secs(30),
+        || seen.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    server.kill9();
+    assert!(
+        blocked.await.unwrap().is_err(),
+        "the first caller got no answer"
+    );
+
+    let server = Server::start(&config, data.path());
+    // Resumed at start-up, with no client asking: the upstream sees the request again.
+    eventually(
+        "the resumed invocation to send its request again",
+        Duration::from_secs(30),
+        || seen.load(Ordering::SeqCst) >= 2,
+    )
+    .await;
+    let (status, body) = http
+        .request_with(
+            "POST",
+            &format!("{}/user/r/imports", server.url),
+            Some(json!({"url": item})),
+            &[("idempotency-key", "import-1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((status, body), (200, json!({"ok": 1})));
+    let list = http.get(&format!("{}/user/r/activities", server.url)).await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "exactly one activity: {list:?}");
+    assert_eq!(list[0]["kind"], "import");
+    assert_eq!(list[0]["detail"], "from upstream");
+    let requests = seen.load(Ordering::SeqCst);
+
+    // Restarted again, the worker replays the recorded response: the upstream sees nothing new.
+    server.kill9();
+    let server = Server::start(&config, data.path());
+    let again = http.get(&format!("{}/user/r/activities", server.url)).await;
+    assert_eq!(again.as_array().unwrap(), list);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        requests,
+        "replay sent a request"
+    );
+}

@@ -1,0 +1,243 @@
+//! Outgoing HTTP (`wasi:http/outgoing-handler`) through the durability chokepoint.
+//!
+//! Live: the request's body is read whole; everything the invocation recorded so far is made
+//! durable; then the request is sent, and its response (or failure) is read whole and recorded.
+//! If the process dies after the request left and before the invocation's end was durable, the
+//! resumed invocation sends it again: outgoing HTTP is at least once.
+//!
+//! Replay: the recorded response is returned without sending anything; a request that differs
+//! from the recorded one (method, URI, headers or body hash) is a divergence.
+//!
+//! Plain `http://` only for now (no TLS client is built in); bodies are bounded by
+//! `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
+
+use crate::durability::{Durability, HostCallRecord, Mode};
+use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT};
+use bytes::Bytes;
+use http::uri::Scheme;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use revenant_storage::{OplogEntry, Value};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub(crate) fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+pub(crate) const INTERFACE: &str = "wasi:http/outgoing-handler";
+const FUNCTION: &str = "handle";
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+fn failed(message: impl Into<String>) -> Error {
+    Error::Connect(std::io::Error::other(message.into()))
+}
+
+/// What is recorded of a request: enough to detect a guest that now sends another one.
+fn request_value(parts: &http::request::Parts, body: &Bytes) -> Value {
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            Value::Tuple(vec![
+                Value::String(n.to_string()),
+                Value::Bytes(v.as_bytes().to_vec()),
+            ])
+        })
+        .collect();
+    let hash: String = Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Value::Record(vec![
+        ("method".into(), Value::String(parts.method.to_string())),
+        ("uri".into(), Value::String(parts.uri.to_string())),
+        ("headers".into(), Value::List(headers)),
+        ("body-sha256".into(), Value::String(hash)),
+    ])
+}
+
+/// Rebuilds the guest's response from a recorded one, live or in replay alike, so that the
+/// guest sees exactly the same thing both times.
+fn response_from(recorded: &Value) -> SendResult {
+    let fields = match recorded {
+        Value::Result(Ok(Some(r))) => match r.as_ref() {
+            Value::Record(fields) => fields,
+            _ => return Err(failed("malformed recorded response")),
+        },
+        Value::Result(Err(Some(message))) => {
+            return Err(match message.as_ref() {
+                Value::String(m) => failed(m.clone()),
+                _ => failed("malformed recorded failure"),
+            });
+        }
+        _ => return Err(failed("malformed recorded response")),
+    };
+    let mut builder = http::Response::builder();
+    let mut body = Bytes::new();
+    for (name, value) in fields {
+        match (name.as_str(), value) {
+            ("status", Value::U16(status)) => builder = builder.status(*status),
+            ("headers", Value::List(headers)) => {
+                for h in headers {
+                    if let Value::Tuple(pair) = h
+                        && let [Value::String(n), Value::Bytes(v)] = pair.as_slice()
+                    {
+                        builder = builder.header(n.as_str(), v.as_slice());
+                    }
+                }
+            }
+            ("body", Value::Bytes(b)) => body = Bytes::from(b.clone()),
+            _ => {}
+        }
+    }
+    let body = Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let response = builder
+        .body(body)
+        .map_err(|e| failed(format!("recorded response: {e}")))?;
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+async fn read_request(
+    request: http::Request<WasiBody>,
+) -> Result<(http::request::Parts, Bytes), Error> {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|_| Error::HttpRequestBodySize(None))?
+        .to_bytes();
+    Ok((parts, body))
+}
+
+/// Sends the request and reads the whole response: the value to record.
+async fn perform(client: &HttpClient, parts: http::request::Parts, body: Bytes) -> Value {
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| {
+                format!("reading the response body (at most {HTTP_BODY_BYTES_MAX} bytes): {e}")
+            })?
+            .to_bytes();
+        Ok::<_, String>((parts, body))
+    };
+    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, exchange).await {
+        Ok(Ok((parts, body))) => {
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    Value::Tuple(vec![
+                        Value::String(n.to_string()),
+                        Value::Bytes(v.as_bytes().to_vec()),
+                    ])
+                })
+                .collect();
+            Value::Result(Ok(Some(Box::new(Value::Record(vec![
+                ("status".into(), Value::U16(parts.status.as_u16())),
+                ("headers".into(), Value::List(headers)),
+                ("body".into(), Value::Bytes(body.to_vec())),
+            ])))))
+        }
+        Ok(Err(message)) => Value::Result(Err(Some(Box::new(Value::String(message))))),
+        Err(_) => Value::Result(Err(Some(Box::new(Value::String(format!(
+            "no complete response within {HTTP_REQUEST_TIMEOUT:?}"
+        )))))),
+    }
+}
+
+impl WasiHttpHooks for Durability {
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        *scheme == Scheme::HTTP
+    }
+
+    fn default_scheme(&mut self) -> Option<Scheme> {
+        Some(Scheme::HTTP)
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let divergence = self.divergence_slot();
+        match self.next_recorded() {
+            Ok(Some(recorded)) => Box::new(async move {
+                let (parts, body) = read_request(request).await?;
+                let attempted = request_value(&parts, &body);
+                let HostCallRecord {
+                    interface,
+                    function,
+                    request: expected,
+                    response,
+                } = recorded;
+                if interface != INTERFACE || function != FUNCTION || expected != attempted {
+                    let message = format!(
+                        "the oplog records host call {interface}.{function}({expected:?}), but the \
+                         guest now calls {INTERFACE}.{FUNCTION}({attempted:?})"
+                    );
+                    *divergence.lock().expect("divergence lock") = Some(message.clone());
+                    return Err(failed(message));
+                }
+                response_from(&response)
+            }),
+            Err(()) => {
+                let message = format!(
+                    "the oplog records no further host call in this invocation, but the guest now \
+                     calls {INTERFACE}.{FUNCTION}"
+                );
+                *divergence.lock().expect("divergence lock") = Some(message.clone());
+                Box::new(std::future::ready(Err(failed(message))))
+            }
+            Ok(None) => {
+                let Mode::Live { journal } = &self.mode else {
+                    return Box::new(std::future::ready(Err(failed(
+                        "an outgoing request outside of an invocation cannot be recorded",
+                    ))));
+                };
+                let (journal, client) = (journal.clone(), self.http.clone());
+                Box::new(async move {
+                    let (parts, body) = read_request(request).await?;
+                    let request_record = request_value(&parts, &body);
+                    // The log must not run behind the outside world by more than this one call.
+                    journal
+                        .flush(true, None)
+                        .await
+                        .map_err(|e| failed(format!("the oplog could not be made durable: {e}")))?;
+                    let response = perform(&client, parts, body).await;
+                    journal.push(OplogEntry::HostCall {
+                        interface: INTERFACE.into(),
+                        function: FUNCTION.into(),
+                        request: request_record,
+                        response: response.clone(),
+                    });
+                    response_from(&response)
+                })
+            }
+        }
+    }
+}
