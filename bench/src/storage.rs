@@ -47,6 +47,7 @@ fn append(worker: &WorkerId, seq: u64) -> Append {
         metadata: WorkerMetadata {
             component_hash: "bench".into(),
             last_index: seq,
+            snapshot_index: 0,
         },
         idempotency: None,
         in_flight: None,
@@ -103,6 +104,7 @@ async fn replay(dir: &std::path::Path, entries: u64) -> (f64, f64) {
                     metadata: WorkerMetadata {
                         component_hash: "bench".into(),
                         last_index: seq + n,
+                        snapshot_index: 0,
                     },
                     idempotency: None,
                     in_flight: None,

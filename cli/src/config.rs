@@ -36,6 +36,8 @@ struct LimitsFile {
     guest_memory_mb: Option<Spanned<u64>>,
     worker_idle_timeout_ms: Option<Spanned<u64>>,
     active_workers_max: Option<Spanned<u64>>,
+    snapshot_every_invocations: Option<Spanned<u64>>,
+    truncate_oplog_at_snapshot: Option<Spanned<bool>>,
 }
 
 /// Reads one limit, checking it lies in `range`.
@@ -176,6 +178,18 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         &mut problems,
     ) {
         limits.active_workers_max = n as usize;
+    }
+    if let Some(n) = limit(
+        &file_name,
+        &l.snapshot_every_invocations,
+        "snapshot_every_invocations",
+        0..=10_000_000,
+        &mut problems,
+    ) {
+        limits.snapshot_every = n;
+    }
+    if let Some(t) = &l.truncate_oplog_at_snapshot {
+        limits.truncate_at_snapshot = **t;
     }
     let api = revenant_api_definitions::compile(&file_name, &file.routes, |c| {
         file.components.contains_key(c)

@@ -31,7 +31,20 @@ pub struct ComponentInfo {
     pub exports: BTreeMap<String, ExportInfo>,
 }
 
+const SNAPSHOT_INTERFACE: &str = "revenant:durable/snapshot";
+
 impl ComponentInfo {
+    /// The `save-snapshot` and `load-snapshot` exports, if the component exports
+    /// `revenant:durable/snapshot`.
+    pub(crate) fn snapshot_exports(&self) -> Option<(&ExportInfo, &ExportInfo)> {
+        let find = |function: &str| {
+            self.exports.values().find(|e| {
+                e.name.starts_with(SNAPSHOT_INTERFACE) && e.name.ends_with(&format!(".{function}"))
+            })
+        };
+        Some((find("save-snapshot")?, find("load-snapshot")?))
+    }
+
     /// Finds the export a route's `call:` names: the fully qualified name, `interface.function`
     /// with the interface's short name (`api.add-activity`), or the bare function name when
     /// only one interface exports it.

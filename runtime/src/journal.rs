@@ -22,6 +22,9 @@ struct State {
     /// Whether the worker is marked in flight in the store (and must be unmarked at the end).
     marked_in_flight: bool,
     failed: Option<String>,
+    /// The worker's latest snapshot, and where in `unflushed` a new one starts.
+    snapshot_index: u64,
+    new_snapshot_at: Option<usize>,
 }
 
 impl Journal {
@@ -31,6 +34,7 @@ impl Journal {
         component_hash: String,
         next_seq: u64,
         marked_in_flight: bool,
+        snapshot_index: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
             oplog,
@@ -41,6 +45,8 @@ impl Journal {
                 unflushed: Vec::new(),
                 marked_in_flight,
                 failed: None,
+                snapshot_index,
+                new_snapshot_at: None,
             }),
             flushing: tokio::sync::Mutex::new(()),
         })
@@ -52,6 +58,17 @@ impl Journal {
             .expect("journal lock")
             .unflushed
             .push(entry);
+    }
+
+    /// Records the parts of a new snapshot; the metadata points at it once flushed.
+    pub fn push_snapshot(&self, parts: Vec<OplogEntry>) {
+        let mut state = self.state.lock().expect("journal lock");
+        state.new_snapshot_at = Some(state.unflushed.len());
+        state.unflushed.extend(parts);
+    }
+
+    pub fn snapshot_index(&self) -> u64 {
+        self.state.lock().expect("journal lock").snapshot_index
     }
 
     /// The sequence number of the last entry made durable or numbered.
@@ -88,6 +105,9 @@ impl Journal {
                 .collect();
             state.next_seq += entries.len() as u64;
             let last_index = state.next_seq - 1;
+            if let Some(offset) = state.new_snapshot_at.take() {
+                state.snapshot_index = first + offset as u64;
+            }
             let in_flight = match (open, state.marked_in_flight) {
                 (true, false) => Some(true),
                 (false, true) => Some(false),
@@ -102,6 +122,7 @@ impl Journal {
                 metadata: WorkerMetadata {
                     component_hash: self.component_hash.clone(),
                     last_index,
+                    snapshot_index: state.snapshot_index,
                 },
                 idempotency: idempotency_key.map(|k| (k, last_index)),
                 in_flight,

@@ -58,6 +58,13 @@ pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 /// Length of a worker name: it is part of every storage key of the worker.
 pub const WORKER_NAME_BYTES_MAX: usize = 256;
 
+/// Default number of completed invocations between snapshots, for components that export
+/// `revenant:durable/snapshot`: recovery then replays at most this many invocations.
+pub const SNAPSHOT_EVERY_INVOCATIONS: u64 = 1_000;
+
+/// Bytes of snapshot per oplog entry: under the storage entry limit with room for the header.
+pub const SNAPSHOT_PART_BYTES: usize = 60 * 1024;
+
 /// The bounds a deployment may tune.
 #[derive(Clone, Debug)]
 pub struct WorkerLimits {
@@ -65,6 +72,11 @@ pub struct WorkerLimits {
     pub guest_memory_bytes: usize,
     pub idle_timeout: Duration,
     pub active_workers_max: usize,
+    /// Completed invocations between snapshots; 0 turns snapshots off.
+    pub snapshot_every: u64,
+    /// Whether the oplog before a new snapshot is deleted. Off by default: the history is then
+    /// kept in full (and idempotency keys of truncated calls can no longer be answered).
+    pub truncate_at_snapshot: bool,
 }
 
 impl Default for WorkerLimits {
@@ -74,6 +86,8 @@ impl Default for WorkerLimits {
             guest_memory_bytes: GUEST_MEMORY_BYTES_MAX,
             idle_timeout: WORKER_IDLE_TIMEOUT,
             active_workers_max: ACTIVE_WORKERS_MAX,
+            snapshot_every: SNAPSHOT_EVERY_INVOCATIONS,
+            truncate_at_snapshot: false,
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::environment::Environment;
 use crate::error::InvokeError;
 use crate::http::HttpClient;
 use crate::journal::Journal;
-use crate::limits::{EPOCH_TICK, REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, WorkerLimits};
+use crate::limits::{
+    EPOCH_TICK, REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, SNAPSHOT_PART_BYTES, WorkerLimits,
+};
 use crate::slots::Shared;
 use crate::values::{from_val, to_val};
 use revenant_storage::{OplogEntry, OplogStore, SequencedEntry, Value, WorkerId};
@@ -69,6 +71,9 @@ struct Active {
     last_index: u64,
     /// A new worker's `Create` entry, written with its first invocation to save a sync.
     pending_create: Option<OplogEntry>,
+    /// The first entry of the latest snapshot (0: none), and invocations completed since.
+    snapshot_index: u64,
+    since_snapshot: u64,
 }
 
 /// The worker's task. It holds `lifetime` while it lives, so a successor for the same worker
@@ -133,7 +138,16 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
     let Some(worker) = active.as_mut() else {
         return;
     };
-    let (result, keep) = invoke_live(ctx, worker, &invocation).await;
+    let (result, mut keep) = invoke_live(ctx, worker, &invocation).await;
+    if keep && result.is_ok() && ctx.limits.snapshot_every > 0 {
+        worker.since_snapshot += 1;
+        if worker.since_snapshot >= ctx.limits.snapshot_every
+            && let Err(e) = take_snapshot(ctx, worker).await
+        {
+            tracing::warn!(worker = %ctx.id, "snapshot failed: {e}");
+            keep = false;
+        }
+    }
     if !keep {
         // After a trap wasmtime refuses further calls into the instance, and after a failed
         // append memory holds state the log does not: rebuild from the log next time.
@@ -218,6 +232,8 @@ async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
         instance,
         last_index: 0,
         pending_create: None,
+        snapshot_index: 0,
+        since_snapshot: 0,
     };
     match metadata {
         None => {
@@ -225,9 +241,149 @@ async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
                 component_hash: ctx.component.info.hash.clone(),
             });
         }
-        Some(m) => replay(ctx, &mut active, m.last_index).await?,
+        Some(m) => {
+            let from = if m.snapshot_index > 0 {
+                load_snapshot(ctx, &mut active, m.snapshot_index).await?
+            } else {
+                1
+            };
+            active.last_index = from - 1;
+            replay(ctx, &mut active, from, m.last_index).await?;
+        }
     }
     Ok(active)
+}
+
+/// Loads the snapshot whose first part is at `index`; returns the entry after its last part.
+async fn load_snapshot(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    index: u64,
+) -> Result<u64, InvokeError> {
+    let Some((_, load)) = ctx.component.info.snapshot_exports() else {
+        return Err(InvokeError::Divergence(
+            "the worker has a snapshot, but its component no longer exports revenant:durable/snapshot"
+                .into(),
+        ));
+    };
+    let mut bytes = Vec::new();
+    let mut next = index;
+    loop {
+        let page = ctx.oplog.read(&ctx.id, next, REPLAY_PAGE_ENTRIES).await?;
+        let mut done = false;
+        for SequencedEntry { seq, entry } in page {
+            match entry {
+                OplogEntry::Snapshot {
+                    part,
+                    parts,
+                    bytes: b,
+                } if seq == next => {
+                    bytes.extend_from_slice(&b);
+                    next = seq + 1;
+                    if part + 1 == parts {
+                        done = true;
+                        break;
+                    }
+                }
+                other => {
+                    return Err(InvokeError::Storage(format!(
+                        "snapshot of {} at {index} is incomplete: entry {seq} is {other:?}",
+                        ctx.id
+                    )));
+                }
+            }
+        }
+        if done {
+            break;
+        }
+        if next == index {
+            return Err(InvokeError::Storage(format!(
+                "snapshot of {} at {index} is missing",
+                ctx.id
+            )));
+        }
+    }
+    arm_deadline(
+        &mut active.store,
+        ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR,
+    );
+    let load = load.clone();
+    call(active, &load, &[Value::Bytes(bytes)])
+        .await
+        .map_err(|f| {
+            InvokeError::Divergence(format!(
+                "loading the snapshot at {index} failed: {}",
+                f.into_error(&ctx.limits)
+            ))
+        })?;
+    active.snapshot_index = index;
+    Ok(next)
+}
+
+/// Saves a snapshot of the worker's state after its latest invocation, if the component can,
+/// and deletes the oplog before it if so configured. `Err` means the instance trapped and must
+/// be rebuilt.
+async fn take_snapshot(ctx: &WorkerContext, active: &mut Active) -> Result<(), InvokeError> {
+    let Some((save, _)) = ctx.component.info.snapshot_exports() else {
+        return Ok(());
+    };
+    let save = save.clone();
+    arm_deadline(&mut active.store, ctx.limits.invocation_timeout);
+    let result = call(active, &save, &[])
+        .await
+        .map_err(|f| f.into_error(&ctx.limits))?;
+    let bytes: Vec<u8> = match result.as_slice() {
+        [Value::List(items)] => items
+            .iter()
+            .map(|v| match v {
+                Value::U8(b) => Ok(*b),
+                _ => Err(()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| {
+                InvokeError::Internal("save-snapshot returned something else than bytes".into())
+            })?,
+        _ => {
+            return Err(InvokeError::Internal(
+                "save-snapshot returned something else than bytes".into(),
+            ));
+        }
+    };
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(SNAPSHOT_PART_BYTES).collect()
+    };
+    let parts = chunks.len() as u32;
+    let journal = Journal::new(
+        ctx.oplog.clone(),
+        ctx.id.clone(),
+        ctx.component.info.hash.clone(),
+        active.last_index + 1,
+        false,
+        active.snapshot_index,
+    );
+    journal.push_snapshot(
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| OplogEntry::Snapshot {
+                part: i as u32,
+                parts,
+                bytes: b.to_vec(),
+            })
+            .collect(),
+    );
+    journal.flush(false, None).await?;
+    active.last_index = journal.last_index();
+    active.snapshot_index = journal.snapshot_index();
+    active.since_snapshot = 0;
+    if ctx.limits.truncate_at_snapshot {
+        ctx.oplog
+            .truncate_before(&ctx.id, active.snapshot_index)
+            .await?;
+    }
+    Ok(())
 }
 
 /// An invocation read back from the log, waiting for its outcome.
@@ -241,9 +397,9 @@ struct Recorded {
 async fn replay(
     ctx: &WorkerContext,
     active: &mut Active,
+    mut from: u64,
     last_index: u64,
 ) -> Result<(), InvokeError> {
-    let mut from = 1;
     let mut open: Option<Recorded> = None;
     while from <= last_index {
         let page = ctx.oplog.read(&ctx.id, from, REPLAY_PAGE_ENTRIES).await?;
@@ -299,6 +455,8 @@ async fn replay(
                     };
                     replay_one(ctx, active, inv, result, seq).await?;
                 }
+                // An older snapshot is a state dump the log already accounts for.
+                OplogEntry::Snapshot { .. } => {}
                 // A failed invocation's effects were rolled back when it trapped: skip it.
                 OplogEntry::InvocationFailed { .. } => open = None,
             }
@@ -344,6 +502,7 @@ async fn resume(
         ctx.component.info.hash.clone(),
         active.last_index + 1,
         true,
+        active.snapshot_index,
     );
     active
         .store
@@ -477,6 +636,7 @@ async fn invoke_live(
         ctx.component.info.hash.clone(),
         active.last_index + 1,
         false,
+        active.snapshot_index,
     );
     if let Some(create) = active.pending_create.take() {
         journal.push(create);

@@ -29,7 +29,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-const METADATA_VERSION: u8 = 1;
+/// Version 2 added `snapshot_index`; version 1 records still decode (as having no snapshot).
+const METADATA_VERSION: u8 = 2;
+
+#[derive(serde::Deserialize)]
+struct WorkerMetadataV1 {
+    component_hash: String,
+    last_index: u64,
+}
 
 /// Counters of the group committer, for benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -394,6 +401,13 @@ pub(crate) fn decode_metadata(
         Some((&METADATA_VERSION, rest)) => {
             postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))
         }
+        Some((1, rest)) => postcard::from_bytes::<WorkerMetadataV1>(rest)
+            .map(|v1| WorkerMetadata {
+                component_hash: v1.component_hash,
+                last_index: v1.last_index,
+                snapshot_index: 0,
+            })
+            .map_err(|e| corrupt(e.to_string())),
         Some((v, _)) => Err(corrupt(format!("unknown metadata version {v}"))),
         None => Err(corrupt("empty".into())),
     }

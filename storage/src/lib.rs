@@ -59,6 +59,8 @@ pub struct WorkerMetadata {
     pub component_hash: String,
     /// Sequence number of the last entry in the oplog.
     pub last_index: u64,
+    /// Sequence number of the first part of the latest snapshot; 0 if there is none.
+    pub snapshot_index: u64,
 }
 
 /// One worker's append: entries with consecutive sequence numbers, following the worker's last

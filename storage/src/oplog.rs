@@ -45,6 +45,14 @@ pub enum OplogEntry {
         idempotency_key: String,
         error: String,
     },
+    /// Part `part` (of `parts`, numbered from 0) of a snapshot of the worker's state, saved by
+    /// its `save-snapshot` export. The parts are consecutive entries written in one append;
+    /// recovery loads the latest snapshot and replays only what follows it.
+    Snapshot {
+        part: u32,
+        parts: u32,
+        bytes: Vec<u8>,
+    },
 }
 
 /// An entry with its position in the worker's oplog.

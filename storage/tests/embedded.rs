@@ -40,6 +40,7 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
                             metadata: WorkerMetadata {
                                 component_hash: "h".into(),
                                 last_index: seq,
+                                snapshot_index: 0,
                             },
                             idempotency: None,
                             in_flight: None,

@@ -83,6 +83,23 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
                 error: "wasm trap: unreachable".into(),
             },
         ),
+        (
+            "snapshot",
+            OplogEntry::Snapshot {
+                part: 1,
+                parts: 3,
+                bytes: vec![0, 1, 2, 254, 255],
+            },
+        ),
+        (
+            "host-call-bytes",
+            OplogEntry::HostCall {
+                interface: "wasi:http/outgoing-handler".into(),
+                function: "handle".into(),
+                request: Value::Record(vec![("method".into(), Value::String("GET".into()))]),
+                response: Value::Result(Ok(Some(Box::new(Value::Bytes(b"body".to_vec()))))),
+            },
+        ),
     ]
 }
 

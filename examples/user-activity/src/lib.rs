@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 wit_bindgen::generate!({
     world: "user-activity",
+    // `wit/deps/durable` links to Revenant's shared interfaces (`/wit`): the snapshot interface.
     path: "wit",
 });
 
@@ -107,6 +108,54 @@ fn http_get(url: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+/// The snapshot encoding: a count, then each activity as id, timestamp, and two length-prefixed
+/// strings, all little-endian.
+impl exports::revenant::durable::snapshot::Guest for UserActivity {
+    fn save_snapshot() -> Vec<u8> {
+        ACTIVITIES.with_borrow(|list| {
+            let mut out = Vec::new();
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for a in list {
+                out.extend_from_slice(&a.id.to_le_bytes());
+                out.extend_from_slice(&a.timestamp_ms.to_le_bytes());
+                for s in [&a.kind, &a.detail] {
+                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            out
+        })
+    }
+
+    fn load_snapshot(bytes: Vec<u8>) {
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let slice = &bytes[at..at + n];
+            at += n;
+            slice
+        };
+        let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
+        let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let count = u32_at(take(4));
+        let mut list = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = u64_at(take(8));
+            let timestamp_ms = u64_at(take(8));
+            let kind_len = u32_at(take(4));
+            let kind = String::from_utf8(take(kind_len).to_vec()).expect("utf-8");
+            let detail_len = u32_at(take(4));
+            let detail = String::from_utf8(take(detail_len).to_vec()).expect("utf-8");
+            list.push(Activity {
+                id,
+                kind,
+                detail,
+                timestamp_ms,
+            });
+        }
+        ACTIVITIES.with_borrow_mut(|l| *l = list);
+    }
 }
 
 export!(UserActivity);

@@ -357,6 +357,7 @@ pub fn append_of(
         metadata: WorkerMetadata {
             component_hash: "h".into(),
             last_index: last,
+            snapshot_index: 0,
         },
         idempotency: None,
         in_flight: None,

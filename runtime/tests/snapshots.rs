@@ -1,0 +1,94 @@
+//! Snapshots: a component exporting `revenant:durable/snapshot` is snapshotted every N
+//! invocations; recovery loads the latest snapshot and replays only what follows, with the
+//! same state as a full replay; with truncation the history before it is gone.
+
+use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits};
+use revenant_storage::memory::MemoryStore;
+use revenant_storage::{OplogEntry, OplogStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn runtime(
+    store: Arc<dyn OplogStore>,
+    limits: WorkerLimits,
+    cache: &std::path::Path,
+) -> Arc<Runtime> {
+    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/guest/user_activity.wasm");
+    assert!(
+        component.exists(),
+        "build the example component first (scripts/test.sh)"
+    );
+    Runtime::new(
+        RuntimeConfig {
+            components: vec![("user-activity".into(), component)],
+            cache_dir: cache.into(),
+            limits,
+        },
+        store,
+        Arc::new(SystemEnvironment::new()),
+    )
+    .unwrap()
+}
+
+async fn fill(rt: &Runtime, worker: &WorkerId, n: usize) -> Value {
+    for i in 0..n {
+        rt.invoke(
+            worker.clone(),
+            "add-activity",
+            vec![Value::String("k".into()), Value::String(format!("d{i}"))],
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    rt.invoke(worker.clone(), "activities", vec![], None)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_from_a_snapshot_equals_a_full_replay() {
+    for truncate in [false, true] {
+        let cache = tempfile::tempdir().unwrap();
+        let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::new());
+        let limits = WorkerLimits {
+            snapshot_every: 4,
+            truncate_at_snapshot: truncate,
+            ..Default::default()
+        };
+        let worker = WorkerId::new("user-activity", "snap");
+        let before = fill(
+            &runtime(store.clone(), limits.clone(), cache.path()),
+            &worker,
+            10,
+        )
+        .await;
+
+        let metadata = store.metadata(&worker).await.unwrap().unwrap();
+        assert!(metadata.snapshot_index > 0, "a snapshot was taken");
+        let log = store.read(&worker, 1, 1000).await.unwrap();
+        assert!(
+            log.iter()
+                .any(|e| matches!(e.entry, OplogEntry::Snapshot { .. }))
+        );
+        if truncate {
+            assert_eq!(
+                log[0].seq, metadata.snapshot_index,
+                "the history before the snapshot is gone"
+            );
+        } else {
+            assert_eq!(log[0].seq, 1);
+        }
+
+        let after = runtime(store.clone(), limits, cache.path())
+            .invoke(worker.clone(), "activities", vec![], None)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(before, after, "truncate: {truncate}");
+        let Value::List(items) = after else { panic!() };
+        assert_eq!(items.len(), 10);
+    }
+}
