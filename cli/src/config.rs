@@ -21,6 +21,8 @@ pub const DEFAULT_DATA: &str = "./data";
 struct ConfigFile {
     data: Option<Spanned<String>>,
     listen: Option<Spanned<String>>,
+    /// The admin API's address; it is off unless set. Keep it off the public network.
+    admin_listen: Option<Spanned<String>>,
     components: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     limits: LimitsFile,
@@ -68,6 +70,7 @@ fn limit(
 pub struct Config {
     pub data: PathBuf,
     pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
     pub components: Vec<(String, PathBuf)>,
     pub limits: WorkerLimits,
     pub api: ApiDefinition,
@@ -78,6 +81,7 @@ pub struct Config {
 pub struct Overrides {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
 }
 
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
@@ -109,6 +113,19 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             })
             .ok(),
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
+    };
+    let admin_listen = match (&overrides.admin_listen, &file.admin_listen) {
+        (Some(addr), _) => Some(*addr),
+        (None, Some(s)) => s
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                problems.push(Diagnostic::new(
+                    Location::of_span(&file_name, s.span()),
+                    format!("`admin_listen` must be an address like 127.0.0.1:8081: {e}"),
+                ))
+            })
+            .ok(),
+        (None, None) => None,
     };
     let data = match (&overrides.data, &file.data) {
         (Some(d), _) => d.clone(),
@@ -205,6 +222,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         (Some(listen), Some(api)) if problems.is_empty() => Ok(Config {
             data,
             listen,
+            admin_listen,
             components,
             limits,
             api,

@@ -93,6 +93,9 @@ struct ProjectArgs {
     /// Data directory, overriding the file's `data`.
     #[arg(long, env = "REVENANT_DATA")]
     data: Option<PathBuf>,
+    /// Address of the admin API (worker lifecycle), overriding the file's `admin_listen`.
+    #[arg(long, env = "REVENANT_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +148,7 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     let overrides = config::Overrides {
         data: args.data,
         listen: args.listen,
+        admin_listen: args.admin_listen,
     };
     let config =
         config::load(&args.config, &overrides).map_err(|d| Failure::Invalid(d.to_string()))?;
@@ -187,6 +191,22 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("revenant listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    if let Some(admin_addr) = config.admin_listen {
+        let admin = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("listening on {admin_addr} (admin)"))?;
+        let addr = admin.local_addr().context("reading the admin address")?;
+        println!("revenant admin listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        let handler = Arc::new(revenant_gateway::admin::Admin::new(runtime.clone()));
+        tokio::spawn(async move {
+            if let Err(e) =
+                revenant_gateway::serve_with(admin, handler, std::future::pending()).await
+            {
+                tracing::error!("admin API stopped: {e}");
+            }
+        });
+    }
     // Invocations the last process died in resume now, not on their worker's next call.
     tokio::spawn(async move {
         match runtime.recover_in_flight().await {

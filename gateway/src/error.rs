@@ -52,6 +52,8 @@ impl From<InvokeError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            InvokeError::Interrupted(_) => StatusCode::CONFLICT,
+            InvokeError::WorkerNotFound(_) => StatusCode::NOT_FOUND,
             InvokeError::Trap(_)
             | InvokeError::MemoryLimit(_)
             | InvokeError::Divergence(_)

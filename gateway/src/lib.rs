@@ -6,13 +6,14 @@
 //! It knows routes and HTTP. It does not know how workers run or where oplogs live: that is the
 //! runtime's business, reached through `Runtime::invoke`.
 
+pub mod admin;
 mod error;
 pub mod json;
 pub mod limits;
 mod server;
 
 pub use error::ApiError;
-pub use server::serve;
+pub use server::{Handler, serve, serve_with};
 
 use bytes::Bytes;
 use error::json_response;

@@ -17,11 +17,37 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
+/// Something that answers requests: the public gateway, or the admin API.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>> + Send;
+}
+
+impl Handler for Gateway {
+    fn handle(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>> + Send {
+        Gateway::handle(self, request)
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` completes. The listener is passed in so that
 /// callers (and tests) choose the address, port 0 included.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, gateway, shutdown).await
+}
+
+/// Serves any [`Handler`] with the same bounds as the gateway.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
@@ -54,14 +80,14 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
+        let handler = handler.clone();
         let service = ServiceBuilder::new()
             .layer(TraceLayer::new_for_http())
             .service_fn(move |request| {
-                let gateway = gateway.clone();
+                let handler = handler.clone();
                 async move {
                     let response =
-                        match tokio::time::timeout(REQUEST_DEADLINE, gateway.handle(request)).await
+                        match tokio::time::timeout(REQUEST_DEADLINE, handler.handle(request)).await
                         {
                             Ok(r) => r,
                             Err(_) => ApiError::new(

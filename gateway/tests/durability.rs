@@ -45,6 +45,17 @@ impl OplogStore for WithheldDurability {
     async fn truncate_before(&self, w: &WorkerId, seq: u64) -> Result<(), StorageError> {
         self.inner.truncate_before(w, seq).await
     }
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+        self.inner.list_workers(component, after, limit).await
+    }
+    async fn delete_worker(&self, w: &WorkerId) -> Result<(), StorageError> {
+        self.inner.delete_worker(w).await
+    }
     async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
         self.inner.in_flight_workers().await
     }

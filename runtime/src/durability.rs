@@ -215,6 +215,8 @@ pub(crate) struct HostState {
     /// Epoch ticks the running invocation may still use; see `worker::call`.
     pub ticks_left: u64,
     pub deadline_exceeded: bool,
+    /// Set when an operator's interrupt stopped the running invocation.
+    pub interrupted: bool,
     pub durability: Durability,
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
 }
@@ -237,6 +239,7 @@ impl HostState {
             },
             ticks_left: 0,
             deadline_exceeded: false,
+            interrupted: false,
             durability: Durability::new(environment, http),
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
         }

@@ -22,6 +22,10 @@ pub enum InvokeError {
     Timeout(std::time::Duration),
     #[error("the worker exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
+    #[error("worker {0} is interrupted; resume it to call it again")]
+    Interrupted(String),
+    #[error("worker {0} does not exist")]
+    WorkerNotFound(String),
     #[error("replay diverged from the oplog: {0}")]
     Divergence(String),
     #[error("storage failed: {0}")]
@@ -43,6 +47,8 @@ impl InvokeError {
             Self::Trap(_) => "worker_trap",
             Self::Timeout(_) => "invocation_timeout",
             Self::MemoryLimit(_) => "memory_limit",
+            Self::Interrupted(_) => "worker_interrupted",
+            Self::WorkerNotFound(_) => "worker_not_found",
             Self::Divergence(_) => "worker_diverged",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",

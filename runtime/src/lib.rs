@@ -24,6 +24,47 @@ pub use error::{InvokeError, RuntimeError};
 pub use limits::WorkerLimits;
 pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
+pub use worker::Control;
+
+/// Where a worker is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerStatus {
+    /// In memory, waiting for a call.
+    Idle = 0,
+    /// Running an invocation.
+    Running = 1,
+    /// Stopped by an operator; refuses calls until resumed.
+    Interrupted = 2,
+    /// Its state could not be rebuilt (e.g. a divergence); every call reports why.
+    Failed = 3,
+    /// Not in memory: rebuilt from its oplog on its next call.
+    Suspended = 4,
+}
+
+/// The status byte of a slot whose worker was deleted and is leaving memory.
+pub(crate) const GONE: u8 = u8::MAX;
+
+impl WorkerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Running => "running",
+            Self::Interrupted => "interrupted",
+            Self::Failed => "failed",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Running,
+            2 => Self::Interrupted,
+            3 => Self::Failed,
+            _ => Self::Idle,
+        }
+    }
+}
 
 use component::LoadedComponent;
 use limits::{
@@ -167,6 +208,7 @@ impl Runtime {
             args,
             idempotency_key,
             reply: Some(reply),
+            control: None,
         };
         // A worker may retire between finding its mailbox and sending to it; then the call goes
         // to its successor. Bounded: a retiring worker leaves the map before closing its mailbox.
@@ -208,12 +250,130 @@ impl Runtime {
                 args: Vec::new(),
                 idempotency_key: None,
                 reply: None,
+                control: None,
             };
             if mailbox.try_send(activation).is_err() {
                 tracing::warn!(%worker, "could not queue its recovery; it resumes on its next call");
             }
         }
         Ok(workers.len())
+    }
+
+    /// Interrupts, resumes or deletes a worker. An interrupt stops a running invocation at the
+    /// next epoch tick (it is recorded as failed and rolled back) and makes the worker refuse
+    /// calls until it is resumed; all three are recorded, so they survive restarts.
+    pub async fn control(&self, worker: WorkerId, control: Control) -> Result<(), InvokeError> {
+        let component = self
+            .components
+            .get(&worker.component)
+            .ok_or_else(|| InvokeError::UnknownComponent(worker.component.clone()))?;
+        let resident = self.shared.flags(&worker);
+        if resident.is_none() && self.oplog.metadata(&worker).await?.is_none() {
+            return Err(InvokeError::WorkerNotFound(worker.to_string()));
+        }
+        if control == Control::Interrupt
+            && let Some(flags) = &resident
+        {
+            flags.interrupt.store(true, Ordering::SeqCst);
+        }
+        let export = component
+            .info
+            .exports
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| InvokeError::Internal("the component exports nothing".into()))?;
+        let (reply, answer) = oneshot::channel();
+        let command = Invocation {
+            // Unused by a control command, which the worker handles before any call.
+            export,
+            args: Vec::new(),
+            idempotency_key: None,
+            reply: Some(reply),
+            control: Some(control),
+        };
+        let mailbox = self.mailbox(&worker, component).await?;
+        // A control waits for room rather than failing on a full mailbox: an operator's command
+        // must get through to a busy worker.
+        mailbox
+            .send(command)
+            .await
+            .map_err(|_| InvokeError::Internal(format!("worker {worker} stopped")))?;
+        answer
+            .await
+            .map_err(|_| InvokeError::Internal("worker dropped the command".into()))?
+            .map(|_| ())
+    }
+
+    /// A worker's status; `None` if it does not exist.
+    pub async fn status(&self, worker: &WorkerId) -> Result<Option<WorkerStatus>, InvokeError> {
+        if let Some(status) = self.resident_status(worker) {
+            return Ok(Some(status));
+        }
+        let Some(metadata) = self.oplog.metadata(worker).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.stored_status(worker, metadata.last_index).await?))
+    }
+
+    /// The status of a worker in memory (not one deleted and leaving).
+    fn resident_status(&self, worker: &WorkerId) -> Option<WorkerStatus> {
+        let status = self.shared.flags(worker)?.status.load(Ordering::Relaxed);
+        (status != GONE).then(|| WorkerStatus::from_u8(status))
+    }
+
+    /// A worker not in memory is interrupted if its last entry says so, suspended otherwise.
+    async fn stored_status(
+        &self,
+        worker: &WorkerId,
+        last_index: u64,
+    ) -> Result<WorkerStatus, InvokeError> {
+        let last = self.oplog.read(worker, last_index, 1).await?;
+        Ok(match last.first().map(|e| &e.entry) {
+            Some(revenant_storage::OplogEntry::Interrupted) => WorkerStatus::Interrupted,
+            _ => WorkerStatus::Suspended,
+        })
+    }
+
+    /// Up to `limit` workers of `component` named after `after`, with their status and last
+    /// oplog index, optionally only those with `status`.
+    pub async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+        status: Option<WorkerStatus>,
+    ) -> Result<Vec<(String, WorkerStatus, u64)>, InvokeError> {
+        let rows = self
+            .oplog
+            .list_workers(component, after, limit.min(limits::LIST_WORKERS_MAX))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (worker, metadata) in rows {
+            let s = match self.resident_status(&worker) {
+                Some(status) => status,
+                None => self.stored_status(&worker, metadata.last_index).await?,
+            };
+            if status.is_none_or(|wanted| wanted == s) {
+                out.push((worker.name, s, metadata.last_index));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lets every worker finish its queued calls and leave memory, then returns: after it, the
+    /// runtime holds no worker task (and so no handle on the store through them). Calls made
+    /// meanwhile are still served, by new workers.
+    pub async fn shutdown(&self) {
+        loop {
+            let space = self.shared.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            if self.shared.evict_all() == 0 {
+                return;
+            }
+            space.await;
+        }
     }
 
     /// Workers in memory now.
@@ -242,6 +402,7 @@ impl Runtime {
                     receiver,
                     lifetime,
                     evict,
+                    flags,
                 } => {
                     let ctx = WorkerContext {
                         id: worker.clone(),
@@ -251,6 +412,7 @@ impl Runtime {
                         environment: self.environment.clone(),
                         http: self.http.clone(),
                         limits: self.limits.clone(),
+                        flags,
                     };
                     tokio::spawn(worker::run(
                         ctx,

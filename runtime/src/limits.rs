@@ -52,6 +52,9 @@ pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 
+/// Most workers one listing returns; callers page with `after`.
+pub const LIST_WORKERS_MAX: usize = 1_000;
+
 /// Length of an idempotency key: it is part of a storage key.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 

@@ -19,7 +19,17 @@ pub(crate) struct Slot {
     pub sender: mpsc::Sender<Invocation>,
     pub lifetime: Arc<tokio::sync::Mutex<()>>,
     pub evict: Arc<Notify>,
+    pub flags: Arc<WorkerFlags>,
     last_used_us: AtomicU64,
+}
+
+/// What the worker's task shares with the rest of the runtime while it lives.
+#[derive(Default)]
+pub(crate) struct WorkerFlags {
+    /// A `WorkerStatus` as `u8`.
+    pub status: std::sync::atomic::AtomicU8,
+    /// Set to stop the running invocation at the next epoch tick.
+    pub interrupt: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -46,6 +56,7 @@ pub(crate) enum Reserve {
         receiver: mpsc::Receiver<Invocation>,
         lifetime: Arc<tokio::sync::Mutex<()>>,
         evict: Arc<Notify>,
+        flags: Arc<WorkerFlags>,
     },
     /// All slots are taken; the least recently used worker was asked to leave.
     Full,
@@ -62,6 +73,21 @@ impl Shared {
 
     fn now_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
+    }
+
+    /// Asks every worker in memory to leave; returns how many remain or are still leaving.
+    pub fn evict_all(&self) -> usize {
+        let slots = self.slots.lock().expect("slots lock");
+        for slot in slots.live.values() {
+            slot.evict.notify_one();
+        }
+        slots.live.len() + slots.retiring.len()
+    }
+
+    /// The flags of a worker in memory.
+    pub fn flags(&self, worker: &WorkerId) -> Option<Arc<WorkerFlags>> {
+        let slots = self.slots.lock().expect("slots lock");
+        slots.live.get(worker).map(|s| s.flags.clone())
     }
 
     pub fn live(&self) -> usize {
@@ -88,12 +114,14 @@ impl Shared {
         let (sender, receiver) = mpsc::channel(depth);
         let lifetime = slots.retiring.remove(worker).unwrap_or_default();
         let evict = Arc::new(Notify::new());
+        let flags = Arc::new(WorkerFlags::default());
         slots.live.insert(
             worker.clone(),
             Slot {
                 sender: sender.clone(),
                 lifetime: lifetime.clone(),
                 evict: evict.clone(),
+                flags: flags.clone(),
                 last_used_us: AtomicU64::new(now),
             },
         );
@@ -102,6 +130,7 @@ impl Shared {
             receiver,
             lifetime,
             evict,
+            flags,
         }
     }
 

@@ -2,6 +2,7 @@
 //! mailbox one at a time, rebuilds its state from the oplog when activated, and replies only
 //! after the invocation's entries are durable.
 
+use crate::WorkerStatus;
 use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::{HostCallRecord, HostState};
 use crate::environment::Environment;
@@ -11,10 +12,11 @@ use crate::journal::Journal;
 use crate::limits::{
     EPOCH_TICK, REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, SNAPSHOT_PART_BYTES, WorkerLimits,
 };
-use crate::slots::Shared;
+use crate::slots::{Shared, WorkerFlags};
 use crate::values::{from_val, to_val};
 use revenant_storage::{OplogEntry, OplogStore, SequencedEntry, Value, WorkerId};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{Instance, Val};
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -25,6 +27,19 @@ pub(crate) struct Invocation {
     pub idempotency_key: Option<String>,
     /// `None` for a bare activation (recovery at start-up): activate, answer nobody.
     pub reply: Option<oneshot::Sender<Result<Vec<Value>, InvokeError>>>,
+    /// An operator's command instead of a call (`export` and `args` are then unused).
+    pub control: Option<Control>,
+}
+
+/// What an operator can do to a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Stop the running invocation (if any) at the next epoch tick, recorded; refuse calls until
+    /// `Resume`.
+    Interrupt,
+    Resume,
+    /// Remove the worker's oplog and metadata.
+    Delete,
 }
 
 impl Invocation {
@@ -44,6 +59,7 @@ pub(crate) struct WorkerContext {
     pub environment: Arc<dyn Environment>,
     pub http: HttpClient,
     pub limits: WorkerLimits,
+    pub flags: Arc<WorkerFlags>,
 }
 
 /// Why a call into the guest did not return.
@@ -51,6 +67,7 @@ enum CallFailure {
     Trap(String),
     Timeout,
     Memory,
+    Interrupted,
 }
 
 impl CallFailure {
@@ -59,6 +76,7 @@ impl CallFailure {
             Self::Trap(m) => InvokeError::Trap(m),
             Self::Timeout => InvokeError::Timeout(limits.invocation_timeout),
             Self::Memory => InvokeError::MemoryLimit(limits.guest_memory_bytes),
+            Self::Interrupted => InvokeError::Trap("interrupted by an operator".into()),
         }
     }
 }
@@ -74,6 +92,8 @@ struct Active {
     /// The first entry of the latest snapshot (0: none), and invocations completed since.
     snapshot_index: u64,
     since_snapshot: u64,
+    /// Interrupted by an operator and not resumed: calls are refused.
+    interrupted: bool,
 }
 
 /// The worker's task. It holds `lifetime` while it lives, so a successor for the same worker
@@ -102,7 +122,12 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        let deleted = invocation.control == Some(Control::Delete);
         handle(&ctx, &mut active, invocation).await;
+        // A deleted worker leaves memory at once, unless calls are already queued for it.
+        if deleted && shared.retire(&ctx.id, &lifetime, mailbox.is_empty()) {
+            break;
+        }
     }
     // Retired: new calls go to a successor. Answer what reached this mailbox meanwhile.
     mailbox.close();
@@ -114,6 +139,10 @@ pub(crate) async fn run(
 }
 
 async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: Invocation) {
+    if let Some(control) = invocation.control {
+        let result = handle_control(ctx, active, control).await;
+        return invocation.answer(result.map(|()| Vec::new()));
+    }
     // Activation first: it may resume an interrupted invocation, which could be the very call
     // this one repeats, and whose outcome the lookup below must then find.
     if active.is_none() {
@@ -121,6 +150,7 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
             Ok(a) => *active = Some(a),
             Err(e) => {
                 tracing::error!(worker = %ctx.id, "activation failed: {e}");
+                set_status(ctx, WorkerStatus::Failed);
                 return invocation.answer(Err(e));
             }
         }
@@ -138,7 +168,25 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
     let Some(worker) = active.as_mut() else {
         return;
     };
+    if ctx.flags.interrupt.swap(false, Ordering::SeqCst)
+        && !worker.interrupted
+        && let Err(e) = mark(ctx, worker, OplogEntry::Interrupted).await
+    {
+        return invocation.answer(Err(e));
+    }
+    if worker.interrupted {
+        return invocation.answer(Err(InvokeError::Interrupted(ctx.id.to_string())));
+    }
+    set_status(ctx, WorkerStatus::Running);
     let (result, mut keep) = invoke_live(ctx, worker, &invocation).await;
+    set_status(
+        ctx,
+        if worker.interrupted {
+            WorkerStatus::Interrupted
+        } else {
+            WorkerStatus::Idle
+        },
+    );
     if keep && result.is_ok() && ctx.limits.snapshot_every > 0 {
         worker.since_snapshot += 1;
         if worker.since_snapshot >= ctx.limits.snapshot_every
@@ -154,6 +202,72 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
         *active = None;
     }
     invocation.answer(result);
+}
+
+fn set_status(ctx: &WorkerContext, status: WorkerStatus) {
+    ctx.flags.status.store(status as u8, Ordering::Relaxed);
+}
+
+/// Records an operator's `Interrupted` or `Resumed` on its own.
+async fn mark(
+    ctx: &WorkerContext,
+    active: &mut Active,
+    entry: OplogEntry,
+) -> Result<(), InvokeError> {
+    let interrupted = entry == OplogEntry::Interrupted;
+    let journal = Journal::new(
+        ctx.oplog.clone(),
+        ctx.id.clone(),
+        ctx.component.info.hash.clone(),
+        active.last_index + 1,
+        false,
+        active.snapshot_index,
+    );
+    if let Some(create) = active.pending_create.take() {
+        journal.push(create);
+    }
+    journal.push(entry);
+    journal.flush(false, None).await?;
+    active.last_index = journal.last_index();
+    active.interrupted = interrupted;
+    set_status(
+        ctx,
+        if interrupted {
+            WorkerStatus::Interrupted
+        } else {
+            WorkerStatus::Idle
+        },
+    );
+    Ok(())
+}
+
+async fn handle_control(
+    ctx: &WorkerContext,
+    active: &mut Option<Active>,
+    control: Control,
+) -> Result<(), InvokeError> {
+    if control == Control::Delete {
+        *active = None;
+        ctx.oplog.delete_worker(&ctx.id).await?;
+        ctx.flags.interrupt.store(false, Ordering::SeqCst);
+        // Until this task leaves memory, its slot must not speak for the worker.
+        ctx.flags.status.store(crate::GONE, Ordering::Relaxed);
+        return Ok(());
+    }
+    if active.is_none() {
+        *active = Some(activate(ctx).await?);
+    }
+    let Some(worker) = active.as_mut() else {
+        return Ok(());
+    };
+    ctx.flags.interrupt.store(false, Ordering::SeqCst);
+    match control {
+        Control::Interrupt if !worker.interrupted => {
+            mark(ctx, worker, OplogEntry::Interrupted).await
+        }
+        Control::Resume if worker.interrupted => mark(ctx, worker, OplogEntry::Resumed).await,
+        _ => Ok(()),
+    }
 }
 
 /// The outcome recorded for an idempotency key, if the worker already ran a call with it.
@@ -195,8 +309,13 @@ fn new_store(ctx: &WorkerContext) -> Store<HostState> {
     // Every epoch tick the guest yields to other tasks; when its budget is spent it is
     // interrupted. The tick is real time: an interruption cannot land at the same point on
     // replay, which is why an interrupted invocation is recorded as failed and skipped.
-    store.epoch_deadline_callback(|mut ctx| {
+    let flags = ctx.flags.clone();
+    store.epoch_deadline_callback(move |mut ctx| {
         let state = ctx.data_mut();
+        if flags.interrupt.load(Ordering::SeqCst) {
+            state.interrupted = true;
+            return Err(wasmtime::Error::msg("interrupted by an operator"));
+        }
         if state.ticks_left == 0 {
             state.deadline_exceeded = true;
             return Err(wasmtime::Error::msg("the invocation's deadline passed"));
@@ -213,6 +332,7 @@ fn arm_deadline(store: &mut Store<HostState>, timeout: std::time::Duration) {
     let state = store.data_mut();
     state.ticks_left = ticks;
     state.deadline_exceeded = false;
+    state.interrupted = false;
     state.limiter.memory_exceeded = false;
     store.set_epoch_deadline(1);
 }
@@ -234,6 +354,7 @@ async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
         pending_create: None,
         snapshot_index: 0,
         since_snapshot: 0,
+        interrupted: false,
     };
     match metadata {
         None => {
@@ -457,6 +578,8 @@ async fn replay(
                 }
                 // An older snapshot is a state dump the log already accounts for.
                 OplogEntry::Snapshot { .. } => {}
+                OplogEntry::Interrupted => active.interrupted = true,
+                OplogEntry::Resumed => active.interrupted = false,
                 // A failed invocation's effects were rolled back when it trapped: skip it.
                 OplogEntry::InvocationFailed { .. } => open = None,
             }
@@ -607,7 +730,9 @@ async fn call(
         .await
     {
         let state = active.store.data();
-        return Err(if state.deadline_exceeded {
+        return Err(if state.interrupted {
+            CallFailure::Interrupted
+        } else if state.deadline_exceeded {
             CallFailure::Timeout
         } else if state.limiter.memory_exceeded {
             CallFailure::Memory
@@ -683,12 +808,22 @@ async fn finish_invocation(
             (Ok(result), true)
         }
         Err(failure) => {
+            let interrupted = matches!(failure, CallFailure::Interrupted);
             let error = failure.into_error(&ctx.limits);
             tracing::info!(worker = %ctx.id, "an invocation failed: {error}");
             journal.push(OplogEntry::InvocationFailed {
                 idempotency_key: key,
                 error: error.to_string(),
             });
+            if interrupted {
+                journal.push(OplogEntry::Interrupted);
+                active.interrupted = true;
+                ctx.flags.interrupt.store(false, Ordering::SeqCst);
+                return match journal.flush(false, idempotency_key).await {
+                    Ok(()) => (Err(InvokeError::Interrupted(ctx.id.to_string())), false),
+                    Err(e) => (Err(e.into()), false),
+                };
+            }
             (Err(error), false)
         }
     };

@@ -505,6 +505,19 @@ impl OplogStore for EmbeddedStore {
         crate::kv_oplog::in_flight_workers(self).await
     }
 
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+        crate::kv_oplog::list_workers(self, component, after, limit).await
+    }
+
+    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        crate::kv_oplog::delete_worker(self, worker).await
+    }
+
     async fn idempotent_outcome(
         &self,
         worker: &WorkerId,

@@ -101,6 +101,35 @@ pub fn worker_metadata(worker: &WorkerId) -> Vec<u8> {
     pack(&(WORKER, worker.component.as_str(), worker.name.as_str()))
 }
 
+/// The metadata keys of `component`'s workers named after `after` (or all).
+pub fn workers_range(component: &str, after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let prefix = pack(&(WORKER, component));
+    let begin = match after {
+        Some(name) => {
+            let mut k = pack(&(WORKER, component, name));
+            k.push(0);
+            k
+        }
+        None => prefix.clone(),
+    };
+    let mut end = prefix;
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn worker_of_metadata_key(key: &[u8]) -> Option<WorkerId> {
+    let (_, component, name): (String, String, String) = unpack(key).ok()?;
+    Some(WorkerId { component, name })
+}
+
+/// Every key of one worker's family `tag` ("l" oplog, "i" idempotency index).
+pub fn worker_family_range(tag: &str, worker: &WorkerId) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(tag, worker.component.as_str(), worker.name.as_str()));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
 pub fn oplog_entry(worker: &WorkerId, seq: u64) -> Vec<u8> {
     pack(&(OPLOG, worker.component.as_str(), worker.name.as_str(), seq))
 }

@@ -164,6 +164,19 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         in_flight_workers(&self.kv).await
     }
 
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+        list_workers(&self.kv, component, after, limit).await
+    }
+
+    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        delete_worker(&self.kv, worker).await
+    }
+
     async fn idempotent_outcome(
         &self,
         worker: &WorkerId,
@@ -244,4 +257,66 @@ pub(crate) async fn in_flight_workers<K: KvStore>(kv: &K) -> Result<Vec<WorkerId
         }
     }
     Ok(workers)
+}
+
+/// Lists workers of a component from their metadata rows, over any KV store.
+pub(crate) async fn list_workers<K: KvStore>(
+    kv: &K,
+    component: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+    let (begin, end) = keys::workers_range(component, after);
+    let rows = kv
+        .transact(|tx, _| {
+            let (begin, end) = (begin.clone(), end.clone());
+            async move {
+                tx.get_range(
+                    &begin,
+                    &end,
+                    RangeOptions {
+                        limit,
+                        reverse: false,
+                        snapshot: true,
+                    },
+                )
+                .await
+            }
+        })
+        .await?;
+    rows.iter()
+        .map(|(k, v)| {
+            let worker = keys::worker_of_metadata_key(k)
+                .ok_or_else(|| StorageError::Engine("corrupt worker metadata key".into()))?;
+            let metadata = decode_metadata(&worker, v)?;
+            Ok((worker, metadata))
+        })
+        .collect()
+}
+
+/// Deletes a worker's oplog, metadata, idempotency index and in-flight marker in one
+/// transaction (range clears are single mutations, whatever they cover).
+pub(crate) async fn delete_worker<K: KvStore>(
+    kv: &K,
+    worker: &WorkerId,
+) -> Result<(), StorageError> {
+    let ranges = [
+        keys::worker_family_range("l", worker),
+        keys::worker_family_range("i", worker),
+    ];
+    let points = [keys::worker_metadata(worker), keys::in_flight(worker)];
+    kv.transact(|tx, _| {
+        let (ranges, points) = (ranges.clone(), points.clone());
+        async move {
+            for (b, e) in &ranges {
+                tx.clear_range(b, e);
+            }
+            for k in &points {
+                tx.clear(k);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
 }

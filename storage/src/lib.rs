@@ -117,6 +117,18 @@ pub trait OplogStore: Send + Sync + 'static {
     /// Workers marked as having an invocation in flight.
     async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError>;
 
+    /// Up to `limit` workers of `component` whose names come after `after`, in name order, with
+    /// their metadata.
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError>;
+
+    /// Removes everything stored about the worker: its oplog, metadata and indexes.
+    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError>;
+
     /// The sequence number of the entry that ended the worker's invocation with this
     /// idempotency key, if there was one.
     async fn idempotent_outcome(

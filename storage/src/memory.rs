@@ -55,6 +55,41 @@ impl OplogStore for MemoryStore {
             .collect())
     }
 
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+        let (begin, end) = keys::workers_range(component, after);
+        let map = self.rows.lock().expect("memory store lock");
+        map.range(begin..end)
+            .take(limit)
+            .map(|(k, v)| {
+                let worker = keys::worker_of_metadata_key(k)
+                    .ok_or_else(|| StorageError::Engine("corrupt worker metadata key".into()))?;
+                let metadata = decode_metadata(&worker, v)?;
+                Ok((worker, metadata))
+            })
+            .collect()
+    }
+
+    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        let mut map = self.rows.lock().expect("memory store lock");
+        for (b, e) in [
+            keys::worker_family_range("l", worker),
+            keys::worker_family_range("i", worker),
+        ] {
+            let doomed: Vec<Vec<u8>> = map.range(b..e).map(|(k, _)| k.clone()).collect();
+            for k in doomed {
+                map.remove(&k);
+            }
+        }
+        map.remove(&keys::worker_metadata(worker));
+        map.remove(&keys::in_flight(worker));
+        Ok(())
+    }
+
     async fn idempotent_outcome(
         &self,
         worker: &WorkerId,

@@ -53,6 +53,11 @@ pub enum OplogEntry {
         parts: u32,
         bytes: Vec<u8>,
     },
+    /// An operator interrupted the worker: its running invocation (if any) was stopped and
+    /// recorded as failed, and it takes no invocation until `Resumed`.
+    Interrupted,
+    /// An operator resumed an interrupted worker.
+    Resumed,
 }
 
 /// An entry with its position in the worker's oplog.

@@ -91,6 +91,8 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
                 bytes: vec![0, 1, 2, 254, 255],
             },
         ),
+        ("interrupted", OplogEntry::Interrupted),
+        ("resumed", OplogEntry::Resumed),
         (
             "host-call-bytes",
             OplogEntry::HostCall {

@@ -33,13 +33,30 @@ pub fn demo_config() -> PathBuf {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The admin API's URL, when started with `start_with_admin`.
+    pub admin: Option<String>,
 }
 
 impl Server {
     /// Starts `revenant serve` on `data` and waits (with a deadline) until it listens.
     pub fn start(config: &Path, data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_revenant"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        Self::spawn(config, data, false)
+    }
+
+    /// Also serves the admin API on a free port.
+    pub fn start_with_admin(config: &Path, data: &Path) -> Self {
+        Self::spawn(config, data, true)
+    }
+
+    fn spawn(config: &Path, data: &Path, admin: bool) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_revenant"));
+        if admin {
+            command.args(["serve", "--admin-listen", "127.0.0.1:0"]);
+        } else {
+            command.arg("serve");
+        }
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
@@ -57,18 +74,28 @@ impl Server {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(url) = line.strip_prefix("revenant listening on ") {
-                    let _ = tx.send(url.to_string());
+                    let _ = tx.send((false, url.to_string()));
+                } else if let Some(url) = line.strip_prefix("revenant admin listening on ") {
+                    let _ = tx.send((true, url.to_string()));
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("revenant did not report its address within 60 s");
+        let (mut url, mut admin_url) = (None, None);
+        while url.is_none() || (admin && admin_url.is_none()) {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok((true, u)) => admin_url = Some(u),
+                Ok((false, u)) => url = Some(u),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("revenant did not report its addresses within 60 s");
+                }
             }
-        };
-        Self { child, url }
+        }
+        Self {
+            child,
+            url: url.expect("reported"),
+            admin: admin_url,
+        }
     }
 
     pub fn pid(&self) -> u32 {

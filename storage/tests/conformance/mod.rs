@@ -483,6 +483,41 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
     oplog.append(closed).await.unwrap();
     assert!(!oplog.in_flight_workers().await.unwrap().contains(&g));
 
+    // Listing and deleting workers.
+    let listed: Vec<String> = oplog
+        .list_workers("conformance", None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(w, _)| w.name)
+        .collect();
+    assert!(
+        listed.contains(&"gaps".to_string()) && listed.contains(&"paging".to_string()),
+        "{listed:?}"
+    );
+    let after: Vec<String> = oplog
+        .list_workers("conformance", Some("gaps"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(w, _)| w.name)
+        .collect();
+    assert!(
+        !after.contains(&"gaps".to_string()) && after.contains(&"paging".to_string()),
+        "{after:?}"
+    );
+    let doomed = WorkerId::new("conformance", "doomed");
+    let mut keyed = append_of(&doomed, 1..=3, None);
+    keyed.idempotency = Some(("k".into(), 3));
+    keyed.in_flight = Some(true);
+    oplog.append(keyed).await.unwrap();
+    oplog.delete_worker(&doomed).await.unwrap();
+    assert!(oplog.metadata(&doomed).await.unwrap().is_none());
+    assert!(read_all(oplog, &doomed).await.is_empty());
+    assert_eq!(oplog.idempotent_outcome(&doomed, "k").await.unwrap(), None);
+    assert!(!oplog.in_flight_workers().await.unwrap().contains(&doomed));
+    oplog.append(append_of(&doomed, 1..=1, None)).await.unwrap();
+
     // Fencing: an appender with a stale lease epoch cannot append.
     let f = WorkerId::new("conformance", "fenced");
     let shard = 7;

@@ -1,0 +1,182 @@
+//! The admin API, served on its own listener (never the public one): worker lifecycle.
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `GET /workers/{component}?status=&after=&limit=` | lists workers, by name, with status |
+//! | `GET /workers/{component}/{worker}` | one worker's status |
+//! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
+//! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
+//! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
+
+use crate::ApiError;
+use crate::error::json_response;
+use crate::server::Handler;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use revenant_runtime::{Control, Runtime, WorkerId, WorkerStatus};
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Admin {
+    runtime: Arc<Runtime>,
+    router: matchit::Router<Route>,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Workers,
+    Worker,
+    Interrupt,
+    Resume,
+}
+
+impl Admin {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        let mut router = matchit::Router::new();
+        for (path, route) in [
+            ("/workers/{component}", Route::Workers),
+            ("/workers/{component}/{worker}", Route::Worker),
+            ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
+            ("/workers/{component}/{worker}/resume", Route::Resume),
+        ] {
+            router
+                .insert(path, route)
+                .expect("admin routes do not overlap");
+        }
+        Self { runtime, router }
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, ApiError> {
+        let path = request.uri().path().to_string();
+        let matched = self.router.at(&path).map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                format!("no admin route matches {path}"),
+            )
+        })?;
+        let component = matched
+            .params
+            .get("component")
+            .unwrap_or_default()
+            .to_string();
+        let worker = matched
+            .params
+            .get("worker")
+            .map(|w| WorkerId::new(component.clone(), w));
+        let method = request.method().clone();
+        let not_allowed = || {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            )
+        };
+        match (*matched.value, &method, worker) {
+            (Route::Workers, &Method::GET, _) => {
+                let query = parse_query(request.uri().query().unwrap_or(""));
+                let status = match query.iter().find(|(k, _)| k == "status") {
+                    Some((_, s)) => Some(parse_status(s)?),
+                    None => None,
+                };
+                let after = query
+                    .iter()
+                    .find(|(k, _)| k == "after")
+                    .map(|(_, v)| v.as_str());
+                let limit = match query.iter().find(|(k, _)| k == "limit") {
+                    Some((_, l)) => l.parse::<usize>().map_err(|_| {
+                        ApiError::bad_argument(format!("limit: expected a number, got `{l}`"))
+                    })?,
+                    None => 100,
+                };
+                let workers = self
+                    .runtime
+                    .list_workers(&component, after, limit, status)
+                    .await?;
+                let body: Vec<_> = workers
+                    .into_iter()
+                    .map(|(name, status, last)| json!({"name": name, "status": status.as_str(), "last_index": last}))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!(body)))
+            }
+            (Route::Worker, &Method::GET, Some(worker)) => {
+                match self.runtime.status(&worker).await? {
+                    Some(status) => Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"component": worker.component, "name": worker.name, "status": status.as_str()}),
+                    )),
+                    None => Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "worker_not_found",
+                        format!("worker {worker} does not exist"),
+                    )),
+                }
+            }
+            (Route::Worker, &Method::DELETE, Some(worker)) => {
+                self.control(worker, Control::Delete).await
+            }
+            (Route::Interrupt, &Method::POST, Some(worker)) => {
+                self.control(worker, Control::Interrupt).await
+            }
+            (Route::Resume, &Method::POST, Some(worker)) => {
+                self.control(worker, Control::Resume).await
+            }
+            _ => Err(not_allowed()),
+        }
+    }
+
+    async fn control(
+        &self,
+        worker: WorkerId,
+        control: Control,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        self.runtime.control(worker.clone(), control).await?;
+        let status = self
+            .runtime
+            .status(&worker)
+            .await?
+            .map(WorkerStatus::as_str);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"component": worker.component, "name": worker.name, "status": status}),
+        ))
+    }
+}
+
+fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {
+    Ok(match s {
+        "idle" => WorkerStatus::Idle,
+        "running" => WorkerStatus::Running,
+        "interrupted" => WorkerStatus::Interrupted,
+        "failed" => WorkerStatus::Failed,
+        "suspended" => WorkerStatus::Suspended,
+        other => {
+            return Err(ApiError::bad_argument(format!(
+                "status: `{other}` is not one of idle, running, interrupted, failed, suspended"
+            )));
+        }
+    })
+}
+
+/// `a=1&b=2` into pairs. Values are taken as written (worker names and statuses need no
+/// percent-decoding in practice; a name that does is passed through undecoded).
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (p.to_string(), String::new()),
+        })
+        .collect()
+}
+
+impl Handler for Admin {
+    async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        match self.route(request).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    }
+}
