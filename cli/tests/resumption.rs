@@ -116,3 +116,37 @@ async fn a_call_blocked_in_outgoing_http_resumes_after_kill_9() {
         "replay sent a request"
     );
 }
+
+/// A request that cannot connect is retried a bounded number of times, then its failure is
+/// recorded: the guest sees the same error after a restart, and nothing is sent on replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_recorded_as_failed_and_replays_identically() {
+    // A port that nothing listens on: bind, note it, close.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let config = demo_config();
+    let http = Http::new();
+    let server = Server::start(&config, data.path());
+    let body = json!({"url": format!("http://{closed}/x")});
+    let answer = http
+        .post(&format!("{}/user/f/imports", server.url), body)
+        .await;
+    let error = answer["err"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("ConnectionRefused"), "{answer}");
+    server.kill9();
+
+    // Replayed: same history, so the same count afterwards; the guest's own `add` still works.
+    let server = Server::start(&config, data.path());
+    let count = http.get(&format!("{}/user/f/count", server.url)).await;
+    assert_eq!(count, json!(0));
+    let n = http
+        .post(
+            &format!("{}/user/f/activities", server.url),
+            json!({"kind": "k", "detail": "d"}),
+        )
+        .await;
+    assert_eq!(n, json!(1));
+}

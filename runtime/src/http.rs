@@ -12,7 +12,9 @@
 //! `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
 
 use crate::durability::{Durability, HostCallRecord, Mode};
-use crate::limits::{HTTP_BODY_BYTES_MAX, HTTP_REQUEST_TIMEOUT};
+use crate::limits::{
+    HTTP_BODY_BYTES_MAX, HTTP_CONNECT_ATTEMPTS, HTTP_REQUEST_TIMEOUT, HTTP_RETRY_BACKOFF,
+};
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::{BodyExt, Full, Limited};
@@ -126,14 +128,23 @@ async fn read_request(
     Ok((parts, body))
 }
 
-/// Sends the request and reads the whole response: the value to record.
+/// Sends the request, retrying failures to connect, and reads the whole response: the value to
+/// record.
 async fn perform(client: &HttpClient, parts: http::request::Parts, body: Bytes) -> Value {
-    let request = http::Request::from_parts(parts, Full::new(body));
     let exchange = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
+        let mut attempt = 1;
+        let response = loop {
+            let request = http::Request::from_parts(parts.clone(), Full::new(body.clone()));
+            match client.request(request).await {
+                Ok(response) => break response,
+                // Refused or unreachable: nothing left this process, so trying again is safe.
+                Err(e) if e.is_connect() && attempt < HTTP_CONNECT_ATTEMPTS => {
+                    tokio::time::sleep(HTTP_RETRY_BACKOFF * 2u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("request failed after {attempt} attempt(s): {e}")),
+            }
+        };
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
             .collect()

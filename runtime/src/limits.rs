@@ -49,6 +49,12 @@ pub const HTTP_BODY_BYTES_MAX: usize = 60 * 1024;
 /// counts guest execution only, so a request that never answers is bounded here.
 pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Attempts at an outgoing HTTP request that fails to connect (nothing was sent, so a retry
+/// cannot duplicate a side effect), with exponential backoff from `HTTP_RETRY_BACKOFF`. Only the
+/// final outcome is recorded, so replay is unaffected by how many attempts it took.
+pub const HTTP_CONNECT_ATTEMPTS: u32 = 3;
+pub const HTTP_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 
