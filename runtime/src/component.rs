@@ -4,7 +4,6 @@
 use crate::durability::HostState;
 use crate::error::RuntimeError;
 use crate::types::{FunctionSignature, ValueType};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -103,7 +102,7 @@ pub(crate) fn load(
         path: path.display().to_string(),
         reason,
     };
-    let hash = hex(&Sha256::digest(&bytes));
+    let hash = revenant_storage::catalog::sha256_hex(&bytes);
     let component = compile_cached(engine, &bytes, &hash, cache_dir).map_err(invalid)?;
     let pre = linker
         .instantiate_pre(&component)
@@ -206,8 +205,4 @@ fn export_info(name: String, f: &ComponentFunc, index: ComponentExportIndex) -> 
         },
         index,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

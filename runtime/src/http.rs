@@ -22,7 +22,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use revenant_storage::{OplogEntry, Value};
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -49,26 +48,27 @@ fn failed(message: impl Into<String>) -> Error {
     Error::Connect(std::io::Error::other(message.into()))
 }
 
+fn headers_value(headers: &http::HeaderMap) -> Value {
+    Value::List(
+        headers
+            .iter()
+            .map(|(n, v)| {
+                Value::Tuple(vec![
+                    Value::String(n.to_string()),
+                    Value::Bytes(v.as_bytes().to_vec()),
+                ])
+            })
+            .collect(),
+    )
+}
+
 /// What is recorded of a request: enough to detect a guest that now sends another one.
 fn request_value(parts: &http::request::Parts, body: &Bytes) -> Value {
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            Value::Tuple(vec![
-                Value::String(n.to_string()),
-                Value::Bytes(v.as_bytes().to_vec()),
-            ])
-        })
-        .collect();
-    let hash: String = Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = revenant_storage::catalog::sha256_hex(body);
     Value::Record(vec![
         ("method".into(), Value::String(parts.method.to_string())),
         ("uri".into(), Value::String(parts.uri.to_string())),
-        ("headers".into(), Value::List(headers)),
+        ("headers".into(), headers_value(&parts.headers)),
         ("body-sha256".into(), Value::String(hash)),
     ])
 }
@@ -156,23 +156,11 @@ async fn perform(client: &HttpClient, parts: http::request::Parts, body: Bytes) 
         Ok::<_, String>((parts, body))
     };
     match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok((parts, body))) => {
-            let headers = parts
-                .headers
-                .iter()
-                .map(|(n, v)| {
-                    Value::Tuple(vec![
-                        Value::String(n.to_string()),
-                        Value::Bytes(v.as_bytes().to_vec()),
-                    ])
-                })
-                .collect();
-            Value::Result(Ok(Some(Box::new(Value::Record(vec![
-                ("status".into(), Value::U16(parts.status.as_u16())),
-                ("headers".into(), Value::List(headers)),
-                ("body".into(), Value::Bytes(body.to_vec())),
-            ])))))
-        }
+        Ok(Ok((parts, body))) => Value::Result(Ok(Some(Box::new(Value::Record(vec![
+            ("status".into(), Value::U16(parts.status.as_u16())),
+            ("headers".into(), headers_value(&parts.headers)),
+            ("body".into(), Value::Bytes(body.to_vec())),
+        ]))))),
         Ok(Err(message)) => Value::Result(Err(Some(Box::new(Value::String(message))))),
         Err(_) => Value::Result(Err(Some(Box::new(Value::String(format!(
             "no complete response within {HTTP_REQUEST_TIMEOUT:?}"

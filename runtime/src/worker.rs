@@ -204,6 +204,19 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
     invocation.answer(result);
 }
 
+/// A journal for entries that follow the worker's last durable one. `in_flight`: the worker is
+/// already marked in flight (a resumed invocation).
+fn journal_after(ctx: &WorkerContext, active: &Active, in_flight: bool) -> Arc<Journal> {
+    Journal::new(
+        ctx.oplog.clone(),
+        ctx.id.clone(),
+        ctx.component.info.hash.clone(),
+        active.last_index + 1,
+        in_flight,
+        active.snapshot_index,
+    )
+}
+
 fn set_status(ctx: &WorkerContext, status: WorkerStatus) {
     ctx.flags.status.store(status as u8, Ordering::Relaxed);
 }
@@ -215,14 +228,7 @@ async fn mark(
     entry: OplogEntry,
 ) -> Result<(), InvokeError> {
     let interrupted = entry == OplogEntry::Interrupted;
-    let journal = Journal::new(
-        ctx.oplog.clone(),
-        ctx.id.clone(),
-        ctx.component.info.hash.clone(),
-        active.last_index + 1,
-        false,
-        active.snapshot_index,
-    );
+    let journal = journal_after(ctx, active, false);
     if let Some(create) = active.pending_create.take() {
         journal.push(create);
     }
@@ -476,14 +482,7 @@ async fn take_snapshot(ctx: &WorkerContext, active: &mut Active) -> Result<(), I
         bytes.chunks(SNAPSHOT_PART_BYTES).collect()
     };
     let parts = chunks.len() as u32;
-    let journal = Journal::new(
-        ctx.oplog.clone(),
-        ctx.id.clone(),
-        ctx.component.info.hash.clone(),
-        active.last_index + 1,
-        false,
-        active.snapshot_index,
-    );
+    let journal = journal_after(ctx, active, false);
     journal.push_snapshot(
         chunks
             .into_iter()
@@ -619,14 +618,7 @@ async fn resume(
             ))
         })?;
     tracing::info!(worker = %ctx.id, "resuming an interrupted invocation of {}", inv.function);
-    let journal = Journal::new(
-        ctx.oplog.clone(),
-        ctx.id.clone(),
-        ctx.component.info.hash.clone(),
-        active.last_index + 1,
-        true,
-        active.snapshot_index,
-    );
+    let journal = journal_after(ctx, active, true);
     active
         .store
         .data_mut()
@@ -755,14 +747,7 @@ async fn invoke_live(
     invocation: &Invocation,
 ) -> (Result<Vec<Value>, InvokeError>, bool) {
     let export = &invocation.export;
-    let journal = Journal::new(
-        ctx.oplog.clone(),
-        ctx.id.clone(),
-        ctx.component.info.hash.clone(),
-        active.last_index + 1,
-        false,
-        active.snapshot_index,
-    );
+    let journal = journal_after(ctx, active, false);
     if let Some(create) = active.pending_create.take() {
         journal.push(create);
     }

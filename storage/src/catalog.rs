@@ -3,7 +3,7 @@
 //! the node registry. Each runs unchanged on every backend.
 
 use crate::keys;
-use crate::kv::{KvError, KvStore, RangeOptions, Transaction};
+use crate::kv::{KvError, KvStore, Transaction, snapshot_range};
 use crate::limits::{
     BLOB_BYTES_MAX, BLOB_CHUNK_BYTES, BLOB_CHUNKS_PER_TRANSACTION, KV_RANGE_ROWS_MAX,
 };
@@ -155,19 +155,7 @@ pub async fn get_blob<K: KvStore>(
     loop {
         // Pages of chunks, each in its own snapshot transaction: a large blob never holds one
         // transaction open past FoundationDB's 5 s.
-        let page = kv
-            .transact(|tx, _| {
-                let (from, end) = (from.clone(), end.clone());
-                async move {
-                    let options = RangeOptions {
-                        limit: BLOB_CHUNKS_PER_TRANSACTION.min(KV_RANGE_ROWS_MAX),
-                        reverse: false,
-                        snapshot: true,
-                    };
-                    tx.get_range(&from, &end, options).await
-                }
-            })
-            .await?;
+        let page = snapshot_range(kv, &from, &end, BLOB_CHUNKS_PER_TRANSACTION).await?;
         let Some((last, _)) = page.last() else { break };
         from = crate::kv::key_after(last);
         for (_, chunk) in page {
@@ -186,22 +174,7 @@ pub async fn get_blob<K: KvStore>(
 /// The versions stored under `name`, ascending.
 pub async fn versions<K: KvStore>(kv: &K, kind: BlobKind, name: &str) -> Result<Vec<u64>, KvError> {
     let (begin, end) = keys::versions_range(kind.tag(), name);
-    let rows = kv
-        .transact(|tx, _| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                tx.get_range(
-                    &begin,
-                    &end,
-                    RangeOptions {
-                        snapshot: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-            }
-        })
-        .await?;
+    let rows = snapshot_range(kv, &begin, &end, KV_RANGE_ROWS_MAX).await?;
     rows.iter()
         .map(|(k, _)| {
             foundationdb_tuple::unpack::<(String, String, u64)>(k)
@@ -241,22 +214,7 @@ pub async fn live_nodes<K: KvStore>(
     ttl_ms: u64,
 ) -> Result<Vec<NodeRecord>, KvError> {
     let (begin, end) = keys::nodes_range();
-    let rows = kv
-        .transact(|tx, _| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                tx.get_range(
-                    &begin,
-                    &end,
-                    RangeOptions {
-                        snapshot: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-            }
-        })
-        .await?;
+    let rows = snapshot_range(kv, &begin, &end, KV_RANGE_ROWS_MAX).await?;
     let mut live = Vec::new();
     for (_, v) in rows {
         let n: NodeRecord = decode(&v)?;

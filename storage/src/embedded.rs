@@ -6,10 +6,10 @@
 //! workers share one sync, which is what makes durable invocations cheap (see
 //! `docs/storage.md` for the measurements that chose this design).
 
-use crate::kv::buffer::Point;
+use crate::kv::buffer::{BufferedTx, Point, SnapshotReader};
 use crate::kv::{
-    AtomicOp, CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, RangeOptions,
-    Transaction, TxBuffer, apply_atomic, key_after, run_transaction,
+    CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, TxBuffer, apply_atomic,
+    key_after, run_transaction,
 };
 use crate::kv_oplog::AppendCheck;
 use crate::limits::{
@@ -539,26 +539,35 @@ impl OplogStore for EmbeddedStore {
     }
 }
 
-/// A transaction on the embedded store: reads from a fjall snapshot through its own writes;
-/// the committer validates it against the commits made since the snapshot.
+/// The snapshot side of an embedded transaction: a fjall snapshot.
 #[derive(Clone)]
-pub struct EmbeddedTx {
+pub struct FjallReader {
     snapshot: Snapshot,
     keyspace: Keyspace,
     read_version: u64,
     started: Instant,
-    buffer: Arc<Mutex<TxBuffer>>,
 }
 
-impl EmbeddedTx {
-    fn check_age(&self) -> Result<(), KvError> {
+/// A transaction on the embedded store: reads from a fjall snapshot through its own writes;
+/// the committer validates it against the commits made since the snapshot.
+pub type EmbeddedTx = BufferedTx<FjallReader>;
+
+impl SnapshotReader for FjallReader {
+    fn check(&self) -> Result<(), KvError> {
         if self.started.elapsed() > KV_TRANSACTION_DURATION_MAX {
             return Err(KvError::TooOld);
         }
         Ok(())
     }
 
-    fn snapshot_range(
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.snapshot
+            .get(&self.keyspace, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| KvError::Engine(e.to_string()))
+    }
+
+    fn read_range(
         &self,
         begin: &[u8],
         end: &[u8],
@@ -581,68 +590,6 @@ impl EmbeddedTx {
     }
 }
 
-// Reads run inline: fjall serves them from memory or the page cache in microseconds, and a
-// transaction's reads are few and small (`KV_RANGE_ROWS_MAX` bounds a range).
-impl Transaction for EmbeddedTx {
-    fn get(
-        &self,
-        key: &[u8],
-        snapshot: bool,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, KvError>> + Send {
-        let result = self.check_age().and_then(|()| {
-            let mut buffer = self.buffer.lock().expect("tx lock");
-            buffer.get(key, snapshot, || {
-                self.snapshot
-                    .get(&self.keyspace, key)
-                    .map(|v| v.map(|v| v.to_vec()))
-                    .map_err(|e| KvError::Engine(e.to_string()))
-            })
-        });
-        std::future::ready(result)
-    }
-
-    fn get_range(
-        &self,
-        begin: &[u8],
-        end: &[u8],
-        options: RangeOptions,
-    ) -> impl Future<Output = Result<Vec<KeyValue>, KvError>> + Send {
-        let result = self.check_age().and_then(|()| {
-            let mut buffer = self.buffer.lock().expect("tx lock");
-            buffer.get_range(begin, end, options, |limit, reverse| {
-                self.snapshot_range(begin, end, limit, reverse)
-            })
-        });
-        std::future::ready(result)
-    }
-
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.buffer.lock().expect("tx lock").set(key, value);
-    }
-
-    fn clear(&self, key: &[u8]) {
-        self.buffer.lock().expect("tx lock").clear(key);
-    }
-
-    fn clear_range(&self, begin: &[u8], end: &[u8]) {
-        self.buffer.lock().expect("tx lock").clear_range(begin, end);
-    }
-
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.buffer
-            .lock()
-            .expect("tx lock")
-            .atomic(key, AtomicOp::Add(delta));
-    }
-
-    fn atomic_max(&self, key: &[u8], value: u64) {
-        self.buffer
-            .lock()
-            .expect("tx lock")
-            .atomic(key, AtomicOp::Max(value));
-    }
-}
-
 impl OccBackend for EmbeddedStore {
     type Tx = EmbeddedTx;
 
@@ -650,18 +597,17 @@ impl OccBackend for EmbeddedStore {
         // The snapshot and its version are taken together, under the lock the committer holds
         // while it makes a batch visible.
         let visible = self.visible.lock().expect("visible lock");
-        Ok(EmbeddedTx {
+        Ok(BufferedTx::new(FjallReader {
             snapshot: self.db.snapshot(),
             keyspace: self.keyspace.clone(),
             read_version: visible.version,
             started: Instant::now(),
-            buffer: Arc::default(),
-        })
+        }))
     }
 
     fn commit(&self, tx: EmbeddedTx) -> impl Future<Output = Result<(), KvError>> + Send {
         let buffer = std::mem::take(&mut *tx.buffer.lock().expect("tx lock"));
-        let read_version = tx.read_version;
+        let read_version = tx.reader.read_version;
         async move {
             if buffer.is_read_only() && buffer.limit_error.is_none() {
                 return Ok(());

@@ -2,7 +2,7 @@
 //! FoundationDB wants: many in parallel), snapshot range reads in pages for replay.
 
 use crate::embedded::{Rows, append_rows, decode_metadata, decode_row};
-use crate::kv::{KvError, KvStore, RangeOptions, Transaction};
+use crate::kv::{KvError, KvStore, Transaction, snapshot_range};
 use crate::limits::READ_PAGE_ENTRIES_MAX;
 use crate::{
     Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys, leases,
@@ -133,26 +133,8 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
     ) -> Result<Vec<SequencedEntry>, StorageError> {
         let (start, end) = keys::oplog_range_from(worker, from);
         let limit = limit.clamp(1, READ_PAGE_ENTRIES_MAX);
-        let rows = self
-            .kv
-            .transact(|tx, _| {
-                let (start, end) = (start.clone(), end.clone());
-                async move {
-                    // Replay reads history that no longer changes: snapshot reads add no
-                    // conflicts.
-                    tx.get_range(
-                        &start,
-                        &end,
-                        RangeOptions {
-                            limit,
-                            reverse: false,
-                            snapshot: true,
-                        },
-                    )
-                    .await
-                }
-            })
-            .await?;
+        // Replay reads history that no longer changes: snapshot reads add no conflicts.
+        let rows = snapshot_range(&self.kv, &start, &end, limit).await?;
         rows.iter().map(|(k, v)| decode_row(worker, k, v)).collect()
     }
 
@@ -231,23 +213,7 @@ pub(crate) async fn in_flight_workers<K: KvStore>(kv: &K) -> Result<Vec<WorkerId
     let (mut from, end) = keys::in_flight_range();
     let mut workers = Vec::new();
     loop {
-        let page = kv
-            .transact(|tx, _| {
-                let (from, end) = (from.clone(), end.clone());
-                async move {
-                    tx.get_range(
-                        &from,
-                        &end,
-                        RangeOptions {
-                            limit: 1_000,
-                            reverse: false,
-                            snapshot: true,
-                        },
-                    )
-                    .await
-                }
-            })
-            .await?;
+        let page = snapshot_range(kv, &from, &end, 1_000).await?;
         let Some((last, _)) = page.last() else { break };
         from = crate::kv::key_after(last);
         for (k, v) in &page {
@@ -267,23 +233,7 @@ pub(crate) async fn list_workers<K: KvStore>(
     limit: usize,
 ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
     let (begin, end) = keys::workers_range(component, after);
-    let rows = kv
-        .transact(|tx, _| {
-            let (begin, end) = (begin.clone(), end.clone());
-            async move {
-                tx.get_range(
-                    &begin,
-                    &end,
-                    RangeOptions {
-                        limit,
-                        reverse: false,
-                        snapshot: true,
-                    },
-                )
-                .await
-            }
-        })
-        .await?;
+    let rows = snapshot_range(kv, &begin, &end, limit).await?;
     rows.iter()
         .map(|(k, v)| {
             let worker = keys::worker_of_metadata_key(k)

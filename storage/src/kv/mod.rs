@@ -12,6 +12,7 @@ pub(crate) mod buffer;
 pub mod model;
 
 pub(crate) use buffer::TxBuffer;
+pub use buffer::{BufferedTx, SnapshotReader};
 
 use crate::limits::KV_ATTEMPTS_MAX;
 use std::future::Future;
@@ -170,6 +171,30 @@ where
         attempts: KV_ATTEMPTS_MAX,
         last: Box::new(last),
     })
+}
+
+/// Reads `[begin, end)`, at most `limit` pairs, in a transaction of its own with snapshot reads
+/// (no conflicts): what the layers use to read history, listings and blobs.
+pub(crate) async fn snapshot_range<K: KvStore>(
+    kv: &K,
+    begin: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> Result<Vec<KeyValue>, KvError> {
+    // Owned copies: the closure runs once per attempt and its future must not borrow the caller.
+    let (begin, end) = (begin.to_vec(), end.to_vec());
+    kv.transact(|tx, _| {
+        let (begin, end) = (begin.clone(), end.clone());
+        async move {
+            let options = RangeOptions {
+                limit,
+                reverse: false,
+                snapshot: true,
+            };
+            tx.get_range(&begin, &end, options).await
+        }
+    })
+    .await
 }
 
 /// `key` followed by a zero byte: the first key after `key`, so `[key, key_after(key))` holds

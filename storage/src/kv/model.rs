@@ -5,10 +5,10 @@
 //!
 //! Time is tokio's clock, so tests can pause and advance it.
 
-use super::buffer::{Point, TxBuffer};
+use super::buffer::{BufferedTx, Point, SnapshotReader, TxBuffer};
 use super::{
-    AtomicOp, CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, RangeOptions,
-    Transaction, apply_atomic, run_transaction,
+    CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, apply_atomic,
+    run_transaction,
 };
 use crate::limits::{KV_COMMIT_HISTORY_MAX, KV_TRANSACTION_DURATION_MAX};
 use std::collections::{BTreeMap, VecDeque};
@@ -183,17 +183,20 @@ impl FdbModel {
     }
 }
 
-/// A transaction on the model.
+/// The snapshot side of a model transaction.
 #[derive(Clone)]
-pub struct ModelTx {
+pub struct ModelReader {
     state: Arc<Mutex<State>>,
     read_version: u64,
     started: Instant,
-    buffer: Arc<Mutex<TxBuffer>>,
 }
 
-impl ModelTx {
-    fn check_age(&self, state: &State) -> Result<(), KvError> {
+/// A transaction on the model.
+pub type ModelTx = BufferedTx<ModelReader>;
+
+impl SnapshotReader for ModelReader {
+    fn check(&self) -> Result<(), KvError> {
+        let state = self.state.lock().expect("model lock");
         if self.started.elapsed() > KV_TRANSACTION_DURATION_MAX
             || self.read_version < state.oldest_readable()
         {
@@ -201,64 +204,24 @@ impl ModelTx {
         }
         Ok(())
     }
-}
 
-impl Transaction for ModelTx {
-    fn get(
-        &self,
-        key: &[u8],
-        snapshot: bool,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, KvError>> + Send {
-        let result = (|| {
-            let state = self.state.lock().expect("model lock");
-            self.check_age(&state)?;
-            let mut buffer = self.buffer.lock().expect("tx lock");
-            buffer.get(key, snapshot, || Ok(state.value_at(key, self.read_version)))
-        })();
-        std::future::ready(result)
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self
+            .state
+            .lock()
+            .expect("model lock")
+            .value_at(key, self.read_version))
     }
 
-    fn get_range(
+    fn read_range(
         &self,
         begin: &[u8],
         end: &[u8],
-        options: RangeOptions,
-    ) -> impl Future<Output = Result<Vec<KeyValue>, KvError>> + Send {
-        let result = (|| {
-            let state = self.state.lock().expect("model lock");
-            self.check_age(&state)?;
-            let mut buffer = self.buffer.lock().expect("tx lock");
-            buffer.get_range(begin, end, options, |limit, reverse| {
-                Ok(state.range_at(begin, end, self.read_version, limit, reverse))
-            })
-        })();
-        std::future::ready(result)
-    }
-
-    fn set(&self, key: &[u8], value: &[u8]) {
-        self.buffer.lock().expect("tx lock").set(key, value);
-    }
-
-    fn clear(&self, key: &[u8]) {
-        self.buffer.lock().expect("tx lock").clear(key);
-    }
-
-    fn clear_range(&self, begin: &[u8], end: &[u8]) {
-        self.buffer.lock().expect("tx lock").clear_range(begin, end);
-    }
-
-    fn atomic_add(&self, key: &[u8], delta: i64) {
-        self.buffer
-            .lock()
-            .expect("tx lock")
-            .atomic(key, AtomicOp::Add(delta));
-    }
-
-    fn atomic_max(&self, key: &[u8], value: u64) {
-        self.buffer
-            .lock()
-            .expect("tx lock")
-            .atomic(key, AtomicOp::Max(value));
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>, KvError> {
+        let state = self.state.lock().expect("model lock");
+        Ok(state.range_at(begin, end, self.read_version, limit, reverse))
     }
 }
 
@@ -267,12 +230,11 @@ impl OccBackend for FdbModel {
 
     fn begin(&self) -> Result<ModelTx, KvError> {
         let version = self.state.lock().expect("model lock").version;
-        Ok(ModelTx {
+        Ok(BufferedTx::new(ModelReader {
             state: self.state.clone(),
             read_version: version,
             started: Instant::now(),
-            buffer: Arc::default(),
-        })
+        }))
     }
 
     fn commit(&self, tx: ModelTx) -> impl Future<Output = Result<(), KvError>> + Send {
@@ -282,12 +244,17 @@ impl OccBackend for FdbModel {
 
 impl FdbModel {
     fn commit_now(&self, tx: &ModelTx) -> Result<(), KvError> {
-        let mut state = self.state.lock().expect("model lock");
+        // Transaction buffer, then model: the order reads take them in.
         let buffer = tx.buffer.lock().expect("tx lock");
+        let mut state = self.state.lock().expect("model lock");
         if let Some(e) = &buffer.limit_error {
             return Err(e.clone());
         }
-        tx.check_age(&state)?;
+        if tx.reader.started.elapsed() > KV_TRANSACTION_DURATION_MAX
+            || tx.reader.read_version < state.oldest_readable()
+        {
+            return Err(KvError::TooOld);
+        }
         if buffer.is_read_only() {
             return Ok(());
         }
@@ -304,7 +271,7 @@ impl FdbModel {
             .commits
             .iter()
             .rev()
-            .take_while(|(v, _)| *v > tx.read_version)
+            .take_while(|(v, _)| *v > tx.reader.read_version)
             .any(|(_, writes)| buffer.conflicts_with(writes));
         if conflicted {
             self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
