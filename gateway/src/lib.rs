@@ -98,7 +98,7 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let path = request.uri().path().to_string();
+        let path = canonical_path(request.uri().path())?;
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -257,6 +257,47 @@ fn bind(runtime: &Runtime, route: &Route) -> Result<Binding, Vec<Diagnostic>> {
         params: params.clone(),
         uses_body,
     })
+}
+
+/// The path routing sees: each segment percent-decoded exactly once. Anything that could make
+/// two spellings select different workers, or one spelling mean two paths, is refused: an
+/// encoded `/`, `.` or `..` segments, empty segments, and bytes that are not UTF-8. So the key
+/// that authorises a request is the key that selects its worker.
+fn canonical_path(raw: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("path `{raw}`: {why}"),
+        )
+    };
+    let Some(rest) = raw.strip_prefix('/') else {
+        return Err(bad("must start with `/`"));
+    };
+    if rest.is_empty() {
+        return Ok("/".into());
+    }
+    let mut out = String::with_capacity(raw.len());
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Err(bad("empty segment"));
+        }
+        let decoded = percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| bad("a segment is not UTF-8 once decoded"))?;
+        if decoded.contains('/') {
+            return Err(bad("an encoded `/` inside a segment"));
+        }
+        if decoded == "." || decoded == ".." {
+            return Err(bad("`.` and `..` segments are not allowed"));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(bad("control characters"));
+        }
+        out.push('/');
+        out.push_str(&decoded);
+    }
+    Ok(out)
 }
 
 fn lookup<'a>(params: &'a [(String, String)], name: &str) -> &'a str {

@@ -1,0 +1,87 @@
+//! The gateway's edges, over raw TCP so that the server sees exactly these bytes: canonical
+//! paths, oversized headers and bodies.
+
+mod support;
+
+use serde_json::json;
+use support::{Http, Server, demo_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `request` as is and returns the status code and the body of the answer.
+async fn raw(url: &str, request: &[u8]) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    // The server closes the connection (`Connection: close`), which ends the read.
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_canonical_and_oversized_requests_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&demo_config(), data.path());
+    let http = Http::new();
+    http.post(
+        &format!("{}/user/alice/activities", server.url),
+        json!({"kind": "k", "detail": "d"}),
+    )
+    .await;
+
+    // One worker, however its name is spelled.
+    let (status, body) = raw(&server.url, &get("/user/%61lice/count")).await;
+    assert_eq!((status, body.as_str()), (200, "1"));
+    for path in [
+        "/user/a%2Fb/count",
+        "/user/../count",
+        "/user/%2E%2E/count",
+        "/user//count",
+        "/user/%FF/count",
+    ] {
+        let (status, body) = raw(&server.url, &get(path)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("\"bad_path\""), "{path}: {body}");
+    }
+
+    // Headers past the bound: 431, before any route runs.
+    let big = format!(
+        "GET /user/alice/count HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let (status, _) = raw(&server.url, big.as_bytes()).await;
+    assert_eq!(status, 431);
+
+    // A body past the bound: 413, with the error's code.
+    let body = format!(
+        "{{\"kind\": \"k\", \"detail\": \"{}\"}}",
+        "d".repeat(2 * 1024 * 1024)
+    );
+    let request = format!(
+        "POST /user/alice/activities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, answer) = raw(&server.url, request.as_bytes()).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
+    // Nothing of it reached the worker.
+    assert_eq!(
+        http.get(&format!("{}/user/alice/count", server.url)).await,
+        json!(1)
+    );
+}
