@@ -40,6 +40,7 @@ struct LimitsFile {
     active_workers_max: Option<Spanned<u64>>,
     snapshot_every_invocations: Option<Spanned<u64>>,
     truncate_oplog_at_snapshot: Option<Spanned<bool>>,
+    header_read_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// Reads one limit, checking it lies in `range`.
@@ -73,6 +74,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub components: Vec<(String, PathBuf)>,
     pub limits: WorkerLimits,
+    pub server: revenant_gateway::ServerLimits,
     pub api: ApiDefinition,
 }
 
@@ -208,6 +210,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     if let Some(t) = &l.truncate_oplog_at_snapshot {
         limits.truncate_at_snapshot = **t;
     }
+    let mut server = revenant_gateway::ServerLimits::default();
+    if let Some(ms) = limit(
+        &file_name,
+        &l.header_read_timeout_ms,
+        "header_read_timeout_ms",
+        10..=600_000,
+        &mut problems,
+    ) {
+        server.header_read_timeout = Duration::from_millis(ms);
+    }
     let api = revenant_api_definitions::compile(&file_name, &file.routes, |c| {
         file.components.contains_key(c)
     });
@@ -225,6 +237,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             admin_listen,
             components,
             limits,
+            server,
             api,
         }),
         _ => Err(Diagnostics(problems)),

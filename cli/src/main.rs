@@ -201,7 +201,8 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
         let handler = Arc::new(revenant_gateway::admin::Admin::new(runtime.clone()));
         tokio::spawn(async move {
             if let Err(e) =
-                revenant_gateway::serve_with(admin, handler, std::future::pending()).await
+                revenant_gateway::serve_with(admin, handler, config.server, std::future::pending())
+                    .await
             {
                 tracing::error!("admin API stopped: {e}");
             }
@@ -216,9 +217,14 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
         }
     });
     tracing::info!(data = %config.data.display(), "serving {} routes", config.api.routes.len());
-    revenant_gateway::serve(listener, Arc::new(gateway), shutdown_signal())
-        .await
-        .context("serving")?;
+    revenant_gateway::serve_with(
+        listener,
+        Arc::new(gateway),
+        config.server,
+        shutdown_signal(),
+    )
+    .await
+    .context("serving")?;
     Ok(())
 }
 

@@ -85,3 +85,51 @@ async fn paths_are_canonical_and_oversized_requests_are_refused() {
         json!(1)
     );
 }
+
+/// A client that sends its headers a byte at a time is cut off at the header read timeout,
+/// while other clients are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_disconnected_at_the_header_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(demo_config()).unwrap().replace(
+        "../../target/",
+        &format!("{}/", support::workspace().join("target").display()),
+    ) + "limits:\n  header_read_timeout_ms: 300\n";
+    let config = dir.path().join("revenant.yaml");
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&config, &dir.path().join("data"));
+    let http = Http::new();
+
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let slow = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Never finishes: one byte of a header, then the next, until the server hangs up.
+        for byte in b"GET /user/slow/count HTTP/1.1\r\nX-Slow: "
+            .iter()
+            .chain(std::iter::repeat(&b'a'))
+        {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let mut probe = [0u8; 1];
+            // A closed connection reads as end of stream (or an error once written to).
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(std::time::Duration::from_millis(1), stream.read(&mut probe))
+                    .await
+            {
+                return true;
+            }
+        }
+        false
+    });
+    // Meanwhile the server answers others, again and again, until the slow client is cut off.
+    let mut served = 0;
+    while !slow.is_finished() {
+        let count = http.get(&format!("{}/user/fast/count", server.url)).await;
+        assert_eq!(count, json!(0));
+        served += 1;
+    }
+    assert!(slow.await.unwrap(), "the slow client was disconnected");
+    assert!(served > 0);
+}

@@ -13,7 +13,7 @@ pub mod limits;
 mod server;
 
 pub use error::ApiError;
-pub use server::{Handler, serve, serve_with};
+pub use server::{Handler, ServerLimits, serve, serve_with};
 
 use bytes::Bytes;
 use error::json_response;

@@ -41,13 +41,28 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with(listener, gateway, shutdown).await
+    serve_with(listener, gateway, ServerLimits::default(), shutdown).await
+}
+
+/// The server's bounds a deployment may tune (the others are constants in `limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
 }
 
 /// Serves any [`Handler`] with the same bounds as the gateway.
 pub async fn serve_with<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
@@ -55,7 +70,7 @@ pub async fn serve_with<H: Handler>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(HEADER_BYTES_MAX);
     builder
         .http2()
