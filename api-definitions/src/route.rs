@@ -18,6 +18,9 @@ pub struct RouteSpec {
     pub call: Spanned<String>,
     #[serde(default)]
     pub args: Vec<Spanned<String>>,
+    /// The status to answer with when the export returns `result::err` (default 200, the
+    /// error in the body as `{"err": ...}`).
+    pub error_status: Option<Spanned<u16>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +136,9 @@ pub struct Route {
     pub worker: Template,
     pub call: String,
     pub args: Vec<ArgSource>,
+    /// Status for `result::err`, if the route sets one; the body is then the error itself.
+    pub error_status: Option<u16>,
+    pub error_status_location: Option<Location>,
     /// Where the route (its `method`), its `call` and each argument are written.
     pub location: Location,
     pub call_location: Location,
@@ -227,6 +233,17 @@ pub fn compile(
                 ));
             }
         }
+        if let Some(status) = &spec.error_status
+            && !(400..=599).contains(&**status)
+        {
+            problems.push(Diagnostic::new(
+                at(status.span()),
+                format!(
+                    "`error_status` must be a 4xx or 5xx status, got {}",
+                    **status
+                ),
+            ));
+        }
         if problems.len() > before {
             continue;
         }
@@ -238,6 +255,8 @@ pub fn compile(
                 worker,
                 call: spec.call.trim().to_string(),
                 args,
+                error_status: spec.error_status.as_ref().map(|s| **s),
+                error_status_location: spec.error_status.as_ref().map(|s| at(s.span())),
                 location: at(spec.method.span()),
                 call_location: at(spec.call.span()),
                 arg_locations: spec.args.iter().map(|a| at(a.span())).collect(),

@@ -10,6 +10,10 @@ pub enum Var {
     Path(String),
     /// The JSON body (empty path) or a field inside it (`body.a.b` is `["a", "b"]`).
     Body(Vec<String>),
+    /// A query parameter (`query.page`).
+    Query(String),
+    /// A request header, by lower-case name (`header.x-tenant`).
+    Header(String),
 }
 
 impl fmt::Display for Var {
@@ -18,6 +22,8 @@ impl fmt::Display for Var {
             Self::Path(p) => write!(f, "{p}"),
             Self::Body(path) if path.is_empty() => write!(f, "body"),
             Self::Body(path) => write!(f, "body.{}", path.join(".")),
+            Self::Query(name) => write!(f, "query.{name}"),
+            Self::Header(name) => write!(f, "header.{name}"),
         }
     }
 }
@@ -91,6 +97,20 @@ fn parse_var(name: &str, path_params: &[String]) -> Result<Var, String> {
         }
         return Ok(Var::Body(fields));
     }
+    if let Some(q) = name.strip_prefix("query.") {
+        if q.is_empty() {
+            return Err(format!("`{{{name}}}` names no query parameter"));
+        }
+        return Ok(Var::Query(q.to_string()));
+    }
+    if let Some(h) = name.strip_prefix("header.") {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "`{{{name}}}`: a header name is letters, digits and `-`"
+            ));
+        }
+        return Ok(Var::Header(h.to_ascii_lowercase()));
+    }
     if path_params.iter().any(|p| p == name) {
         return Ok(Var::Path(name.to_string()));
     }
@@ -100,7 +120,8 @@ fn parse_var(name: &str, path_params: &[String]) -> Result<Var, String> {
         format!("the path has: {}", path_params.join(", "))
     };
     Err(format!(
-        "unknown placeholder `{{{name}}}`: use a path parameter or `body`/`body.<field>`; {known}"
+        "unknown placeholder `{{{name}}}`: use a path parameter, `body`/`body.<field>`, \
+         `query.<name>` or `header.<name>`; {known}"
     ))
 }
 

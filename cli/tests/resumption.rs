@@ -131,11 +131,23 @@ async fn a_refused_request_is_recorded_as_failed_and_replays_identically() {
     let http = Http::new();
     let server = Server::start(&config, data.path());
     let body = json!({"url": format!("http://{closed}/x")});
-    let answer = http
-        .post(&format!("{}/user/f/imports", server.url), body)
-        .await;
-    let error = answer["err"].as_str().unwrap_or_default().to_string();
-    assert!(error.contains("ConnectionRefused"), "{answer}");
+    let (status, answer) = http
+        .request(
+            "POST",
+            &format!("{}/user/f/imports", server.url),
+            Some(body),
+        )
+        .await
+        .unwrap();
+    // The route maps the export's `result::err` to 502, with the error as the body.
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer
+            .as_str()
+            .unwrap_or_default()
+            .contains("ConnectionRefused"),
+        "{answer}"
+    );
     server.kill9();
 
     // Replayed: same history, so the same count afterwards; the guest's own `add` still works.

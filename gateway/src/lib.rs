@@ -132,6 +132,8 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let query = parse_query(request.uri().query().unwrap_or(""))?;
+        let headers = request.headers().clone();
         let idempotency_key = match request.headers().get("idempotency-key") {
             Some(v) => Some(
                 v.to_str()
@@ -151,18 +153,27 @@ impl Gateway {
             Json::Null
         };
         let route = &binding.route;
-        let worker_name = expand(&route.worker.parts, &params, &body)?;
+        let inputs = Inputs {
+            params: &params,
+            query: &query,
+            headers: &headers,
+            body: &body,
+        };
+        let worker_name = inputs.expand(&route.worker.parts)?;
         let mut args = Vec::with_capacity(binding.params.len());
         for (source, (name, ty)) in route.args.iter().zip(&binding.params) {
             args.push(match source {
-                ArgSource::Var(Var::Path(p)) => json::text_to_value(lookup(&params, p), ty, p)
-                    .map_err(ApiError::bad_argument)?,
                 ArgSource::Var(Var::Body(fields)) => {
                     let (json, at) = body_field(&body, fields)?;
                     json::to_value(json, ty, &at).map_err(ApiError::bad_argument)?
                 }
+                ArgSource::Var(v) => {
+                    let text = inputs.text(v)?;
+                    json::text_to_value(&text, ty, &v.to_string())
+                        .map_err(ApiError::bad_argument)?
+                }
                 ArgSource::Text(t) => {
-                    let text = expand(&t.parts, &params, &body)?;
+                    let text = inputs.expand(&t.parts)?;
                     json::text_to_value(&text, ty, name).map_err(ApiError::bad_argument)?
                 }
             });
@@ -172,6 +183,13 @@ impl Gateway {
             .runtime
             .invoke(worker, &binding.export, args, idempotency_key)
             .await?;
+        if let (Some(status), [revenant_runtime::Value::Result(Err(error))]) =
+            (route.error_status, results.as_slice())
+        {
+            let body = error.as_deref().map_or(Json::Null, json::from_value);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(json_response(status, &body));
+        }
         let json = match results.as_slice() {
             [] => Json::Null,
             [one] => json::from_value(one),
@@ -232,6 +250,24 @@ fn bind(runtime: &Runtime, route: &Route) -> Result<Binding, Vec<Diagnostic>> {
                 format!("route {}: {p}", route.describe()),
             ));
         }
+    }
+    if route.error_status.is_some()
+        && !matches!(
+            export.signature.results.as_slice(),
+            [ValueType::Result { .. }]
+        )
+    {
+        problems.push(Diagnostic::new(
+            route
+                .error_status_location
+                .clone()
+                .unwrap_or_else(|| route.location.clone()),
+            format!(
+                "route {}: `error_status` needs an export returning a result, and `{}` does not",
+                route.describe(),
+                export.name
+            ),
+        ));
     }
     if let Some(what) = export
         .signature
@@ -300,35 +336,76 @@ fn canonical_path(raw: &str) -> Result<String, ApiError> {
     Ok(out)
 }
 
-fn lookup<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
+/// Where a request's values come from: path parameters, query, headers, JSON body.
+struct Inputs<'a> {
+    params: &'a [(String, String)],
+    query: &'a [(String, String)],
+    headers: &'a http::HeaderMap,
+    body: &'a Json,
 }
 
-fn expand(
-    parts: &[TemplatePart],
-    params: &[(String, String)],
-    body: &Json,
-) -> Result<String, ApiError> {
-    let mut out = String::new();
-    for part in parts {
-        match part {
-            TemplatePart::Literal(l) => out.push_str(l),
-            TemplatePart::Var(Var::Path(p)) => out.push_str(lookup(params, p)),
-            TemplatePart::Var(Var::Body(fields)) => match body_field(body, fields)? {
-                (Json::String(s), _) => out.push_str(s),
-                (j @ (Json::Number(_) | Json::Bool(_)), _) => out.push_str(&j.to_string()),
-                (_, at) => {
-                    return Err(ApiError::bad_argument(format!(
-                        "{at}: expected a string or number"
-                    )));
-                }
+impl Inputs<'_> {
+    /// A placeholder's value as text (a body field must be a string, number or boolean).
+    fn text(&self, var: &Var) -> Result<String, ApiError> {
+        let missing = || ApiError::bad_argument(format!("{var}: missing"));
+        match var {
+            Var::Path(p) => Ok(self
+                .params
+                .iter()
+                .find(|(k, _)| k == p)
+                .map_or_else(String::new, |(_, v)| v.clone())),
+            Var::Query(q) => self
+                .query
+                .iter()
+                .find(|(k, _)| k == q)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(missing),
+            Var::Header(h) => self
+                .headers
+                .get(h.as_str())
+                .ok_or_else(missing)?
+                .to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::bad_argument(format!("{var}: not visible ASCII"))),
+            Var::Body(fields) => match body_field(self.body, fields)? {
+                (Json::String(s), _) => Ok(s.clone()),
+                (j @ (Json::Number(_) | Json::Bool(_)), _) => Ok(j.to_string()),
+                (_, at) => Err(ApiError::bad_argument(format!(
+                    "{at}: expected a string or number"
+                ))),
             },
         }
     }
-    Ok(out)
+
+    fn expand(&self, parts: &[TemplatePart]) -> Result<String, ApiError> {
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                TemplatePart::Literal(l) => out.push_str(l),
+                TemplatePart::Var(v) => out.push_str(&self.text(v)?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `a=1&b=x%20y` into decoded pairs (`+` is a space, as in forms).
+fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| ApiError::bad_argument("the query is not UTF-8 once decoded"))
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .take(limits::QUERY_PARAMS_MAX)
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
 }
 
 fn body_field<'a>(body: &'a Json, fields: &[String]) -> Result<(&'a Json, String), ApiError> {

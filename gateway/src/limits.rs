@@ -21,3 +21,6 @@ pub const CONNECTIONS_MAX: usize = 10_000;
 
 /// Concurrent HTTP/2 streams per connection.
 pub const H2_STREAMS_MAX: u32 = 256;
+
+/// Query parameters read from one request; the rest are ignored.
+pub const QUERY_PARAMS_MAX: usize = 64;
