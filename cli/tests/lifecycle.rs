@@ -156,3 +156,57 @@ fn futures_running(http: Http, url: String) -> bool {
         })
     })
 }
+
+/// A guest that calls `wasi:cli/exit` has exited for good: recorded, refused after, also after
+/// a restart; other workers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_exits_stays_exited() {
+    let config = stress_config();
+    let data = tempfile::tempdir().unwrap();
+    let http = Http::new();
+    let server = Server::start_with_admin(&config, data.path());
+    let url = server.url.clone();
+    assert_eq!(
+        http.post(&format!("{url}/stress/q/ping"), json!(null))
+            .await,
+        json!(1)
+    );
+    let (status, body) = http
+        .request("POST", &format!("{url}/stress/q/quit/0"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (410, Some("worker_exited")),
+        "{body}"
+    );
+    let (status, body) = http
+        .request("POST", &format!("{url}/stress/q/ping"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (410, Some("worker_exited")),
+        "{body}"
+    );
+
+    server.kill9();
+    let server = Server::start_with_admin(&config, data.path());
+    let (_, body) = admin(
+        &http,
+        "GET",
+        &format!("{}/workers/stress/q", server.admin.clone().unwrap()),
+    )
+    .await;
+    assert_eq!(body["status"], "exited", "{body}");
+    let (status, _) = http
+        .request("POST", &format!("{}/stress/q/ping", server.url), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 410);
+    assert_eq!(
+        http.post(&format!("{}/stress/other/ping", server.url), json!(null))
+            .await,
+        json!(1)
+    );
+}

@@ -151,9 +151,10 @@ fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {
         "interrupted" => WorkerStatus::Interrupted,
         "failed" => WorkerStatus::Failed,
         "suspended" => WorkerStatus::Suspended,
+        "exited" => WorkerStatus::Exited,
         other => {
             return Err(ApiError::bad_argument(format!(
-                "status: `{other}` is not one of idle, running, interrupted, failed, suspended"
+                "status: `{other}` is not one of idle, running, interrupted, failed, suspended, exited"
             )));
         }
     })

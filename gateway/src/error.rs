@@ -54,6 +54,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             InvokeError::Interrupted(_) => StatusCode::CONFLICT,
             InvokeError::WorkerNotFound(_) => StatusCode::NOT_FOUND,
+            InvokeError::Exited { .. } => StatusCode::GONE,
             InvokeError::Trap(_)
             | InvokeError::MemoryLimit(_)
             | InvokeError::Divergence(_)

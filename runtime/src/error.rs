@@ -26,6 +26,8 @@ pub enum InvokeError {
     Interrupted(String),
     #[error("worker {0} does not exist")]
     WorkerNotFound(String),
+    #[error("worker {worker} exited with code {code}; it takes no more calls")]
+    Exited { worker: String, code: i32 },
     #[error("replay diverged from the oplog: {0}")]
     Divergence(String),
     #[error("storage failed: {0}")]
@@ -49,6 +51,7 @@ impl InvokeError {
             Self::MemoryLimit(_) => "memory_limit",
             Self::Interrupted(_) => "worker_interrupted",
             Self::WorkerNotFound(_) => "worker_not_found",
+            Self::Exited { .. } => "worker_exited",
             Self::Divergence(_) => "worker_diverged",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",

@@ -40,6 +40,8 @@ pub enum WorkerStatus {
     Failed = 3,
     /// Not in memory: rebuilt from its oplog on its next call.
     Suspended = 4,
+    /// The guest ended itself (`wasi:cli/exit`); it takes no more calls.
+    Exited = 5,
 }
 
 /// The status byte of a slot whose worker was deleted and is leaving memory.
@@ -53,6 +55,7 @@ impl WorkerStatus {
             Self::Interrupted => "interrupted",
             Self::Failed => "failed",
             Self::Suspended => "suspended",
+            Self::Exited => "exited",
         }
     }
 
@@ -61,6 +64,7 @@ impl WorkerStatus {
             1 => Self::Running,
             2 => Self::Interrupted,
             3 => Self::Failed,
+            5 => Self::Exited,
             _ => Self::Idle,
         }
     }
@@ -331,6 +335,7 @@ impl Runtime {
         let last = self.oplog.read(worker, last_index, 1).await?;
         Ok(match last.first().map(|e| &e.entry) {
             Some(revenant_storage::OplogEntry::Interrupted) => WorkerStatus::Interrupted,
+            Some(revenant_storage::OplogEntry::Exited { .. }) => WorkerStatus::Exited,
             _ => WorkerStatus::Suspended,
         })
     }

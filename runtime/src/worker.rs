@@ -68,6 +68,7 @@ enum CallFailure {
     Timeout,
     Memory,
     Interrupted,
+    Exited(i32),
 }
 
 impl CallFailure {
@@ -77,6 +78,7 @@ impl CallFailure {
             Self::Timeout => InvokeError::Timeout(limits.invocation_timeout),
             Self::Memory => InvokeError::MemoryLimit(limits.guest_memory_bytes),
             Self::Interrupted => InvokeError::Trap("interrupted by an operator".into()),
+            Self::Exited(code) => InvokeError::Trap(format!("the guest exited with code {code}")),
         }
     }
 }
@@ -94,6 +96,8 @@ struct Active {
     since_snapshot: u64,
     /// Interrupted by an operator and not resumed: calls are refused.
     interrupted: bool,
+    /// The guest exited, with this code: calls are refused for good.
+    exited: Option<i32>,
 }
 
 /// The worker's task. It holds `lifetime` while it lives, so a successor for the same worker
@@ -174,6 +178,12 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
     {
         return invocation.answer(Err(e));
     }
+    if let Some(code) = worker.exited {
+        return invocation.answer(Err(InvokeError::Exited {
+            worker: ctx.id.to_string(),
+            code,
+        }));
+    }
     if worker.interrupted {
         return invocation.answer(Err(InvokeError::Interrupted(ctx.id.to_string())));
     }
@@ -181,7 +191,9 @@ async fn handle(ctx: &WorkerContext, active: &mut Option<Active>, invocation: In
     let (result, mut keep) = invoke_live(ctx, worker, &invocation).await;
     set_status(
         ctx,
-        if worker.interrupted {
+        if worker.exited.is_some() {
+            WorkerStatus::Exited
+        } else if worker.interrupted {
             WorkerStatus::Interrupted
         } else {
             WorkerStatus::Idle
@@ -361,6 +373,7 @@ async fn activate(ctx: &WorkerContext) -> Result<Active, InvokeError> {
         snapshot_index: 0,
         since_snapshot: 0,
         interrupted: false,
+        exited: None,
     };
     match metadata {
         None => {
@@ -578,6 +591,7 @@ async fn replay(
                 // An older snapshot is a state dump the log already accounts for.
                 OplogEntry::Snapshot { .. } => {}
                 OplogEntry::Interrupted => active.interrupted = true,
+                OplogEntry::Exited { code } => active.exited = Some(code),
                 OplogEntry::Resumed => active.interrupted = false,
                 // A failed invocation's effects were rolled back when it trapped: skip it.
                 OplogEntry::InvocationFailed { .. } => open = None,
@@ -722,6 +736,9 @@ async fn call(
         .await
     {
         let state = active.store.data();
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return Err(CallFailure::Exited(exit.0));
+        }
         return Err(if state.interrupted {
             CallFailure::Interrupted
         } else if state.deadline_exceeded {
@@ -794,12 +811,30 @@ async fn finish_invocation(
         }
         Err(failure) => {
             let interrupted = matches!(failure, CallFailure::Interrupted);
+            let exited = match failure {
+                CallFailure::Exited(code) => Some(code),
+                _ => None,
+            };
             let error = failure.into_error(&ctx.limits);
             tracing::info!(worker = %ctx.id, "an invocation failed: {error}");
             journal.push(OplogEntry::InvocationFailed {
                 idempotency_key: key,
                 error: error.to_string(),
             });
+            if let Some(code) = exited {
+                journal.push(OplogEntry::Exited { code });
+                active.exited = Some(code);
+                return match journal.flush(false, idempotency_key).await {
+                    Ok(()) => (
+                        Err(InvokeError::Exited {
+                            worker: ctx.id.to_string(),
+                            code,
+                        }),
+                        false,
+                    ),
+                    Err(e) => (Err(e.into()), false),
+                };
+            }
             if interrupted {
                 journal.push(OplogEntry::Interrupted);
                 active.interrupted = true;

@@ -58,6 +58,9 @@ pub enum OplogEntry {
     Interrupted,
     /// An operator resumed an interrupted worker.
     Resumed,
+    /// The guest ended itself (`wasi:cli/exit`) with this code: the worker takes no more
+    /// invocations. The invocation that exited is recorded as failed before it.
+    Exited { code: i32 },
 }
 
 /// An entry with its position in the worker's oplog.

@@ -93,6 +93,7 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
         ),
         ("interrupted", OplogEntry::Interrupted),
         ("resumed", OplogEntry::Resumed),
+        ("exited", OplogEntry::Exited { code: 3 }),
         (
             "host-call-bytes",
             OplogEntry::HostCall {

@@ -31,6 +31,10 @@ impl Guest for Stress {
         }
     }
 
+    fn quit(code: u32) {
+        std::process::exit(code as i32);
+    }
+
     fn grow(megabytes: u32) -> u32 {
         KEPT.with_borrow_mut(|kept| {
             for _ in 0..megabytes {
