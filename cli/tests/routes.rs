@@ -4,20 +4,7 @@
 mod support;
 
 use serde_json::json;
-use std::process::Command;
-use support::{Http, Server, workspace};
-
-fn project(routes: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let component = workspace().join("target/wasm32-wasip2/guest/user_activity.wasm");
-    let text = format!(
-        "components:\n  user-activity: {}\nroutes:\n{routes}",
-        component.display()
-    );
-    let config = dir.path().join("revenant.yaml");
-    std::fs::write(&config, text).unwrap();
-    (dir, config)
-}
+use support::{Http, Server, project, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_and_header_placeholders_select_the_worker_and_fill_arguments() {
@@ -99,14 +86,7 @@ fn error_status_needs_an_export_that_returns_a_result() {
     error_status: 404
 ",
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_revenant"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, stderr, _) = refused("check", dir.path(), &config);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{}:9:19: route GET /user/{{id}}/count: `error_status` needs an export returning a result", config.display())), "{stderr}");
 }

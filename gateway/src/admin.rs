@@ -75,7 +75,7 @@ impl Admin {
         };
         match (*matched.value, &method, worker) {
             (Route::Workers, &Method::GET, _) => {
-                let query = parse_query(request.uri().query().unwrap_or(""));
+                let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
                 let status = match query.iter().find(|(k, _)| k == "status") {
                     Some((_, s)) => Some(parse_status(s)?),
                     None => None,
@@ -158,19 +158,6 @@ fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {
             )));
         }
     })
-}
-
-/// `a=1&b=2` into pairs. Values are taken as written (worker names and statuses need no
-/// percent-decoding in practice; a name that does is passed through undecoded).
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (p.to_string(), String::new()),
-        })
-        .collect()
 }
 
 impl Handler for Admin {

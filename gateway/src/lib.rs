@@ -390,7 +390,7 @@ impl Inputs<'_> {
 }
 
 /// `a=1&b=x%20y` into decoded pairs (`+` is a space, as in forms).
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8()

@@ -30,6 +30,36 @@ pub fn demo_config() -> PathBuf {
     workspace().join("examples/user-activity/revenant.yaml")
 }
 
+/// A project file in a fresh folder: the demo component and `routes` (YAML list items).
+pub fn project(routes: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let component = workspace().join("target/wasm32-wasip2/guest/user_activity.wasm");
+    let text = format!(
+        "components:\n  user-activity: {}\nroutes:\n{routes}",
+        component.display()
+    );
+    let config = dir.path().join("revenant.yaml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+/// Runs `revenant <command> --config <config> --data <dir>/data`, for a project expected to
+/// be refused; returns the exit code and stderr.
+pub fn refused(command: &str, dir: &Path, config: &Path) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_revenant"))
+        .args([command, "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
