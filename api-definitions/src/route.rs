@@ -1,10 +1,11 @@
 //! Routes: the YAML shape (`RouteSpec`), and the validated form (`Route`) a router is built from.
 
+use crate::auth::{AuthScheme, AuthSpec, compile_scheme};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
 use crate::template::{Template, Var};
 use marked_yaml::Spanned;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// One route as written in YAML. Every field keeps its position for error messages.
@@ -21,6 +22,21 @@ pub struct RouteSpec {
     /// The status to answer with when the export returns `result::err` (default 200, the
     /// error in the body as `{"err": ...}`).
     pub error_status: Option<Spanned<u16>>,
+    /// The auth scheme (under `auth:`) a caller must satisfy with a bearer JWT.
+    pub auth: Option<Spanned<String>>,
+    /// Conditions on the verified token, each `{placeholder} == jwt.<claim>`.
+    #[serde(default)]
+    pub require: Vec<Spanned<String>>,
+}
+
+/// A whole API definition document: auth schemes and routes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    #[serde(default)]
+    pub auth: BTreeMap<String, Spanned<AuthSpec>>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,12 +77,15 @@ impl fmt::Display for Method {
     }
 }
 
-/// A path such as `/user/{user-id}/activities`: literal segments and whole-segment parameters.
+/// A path such as `/user/{user-id}/activities`: literal segments and whole-segment parameters,
+/// the last of which may be a catch-all `{*rest}`.
 /// The syntax is matchit's, so the template is also the router's pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathTemplate {
     pub pattern: String,
     pub params: Vec<String>,
+    /// The last parameter is `{*name}`: it takes the rest of the path, slashes included.
+    pub catch_all: bool,
 }
 
 impl PathTemplate {
@@ -75,12 +94,26 @@ impl PathTemplate {
             return Err(format!("a path starts with `/`, got `{text}`"));
         };
         let mut params: Vec<String> = Vec::new();
+        let mut catch_all = false;
         if !rest.is_empty() {
-            for segment in rest.split('/') {
+            let segments: Vec<&str> = rest.split('/').collect();
+            for (i, segment) in segments.iter().enumerate() {
                 if segment.is_empty() {
                     return Err(format!("`{text}` has an empty segment"));
                 }
-                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                if let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    let name = match inner.strip_prefix('*') {
+                        Some(name) if i + 1 == segments.len() => {
+                            catch_all = true;
+                            name
+                        }
+                        Some(_) => {
+                            return Err(format!(
+                                "`{segment}`: a catch-all parameter must be the last segment"
+                            ));
+                        }
+                        None => inner,
+                    };
                     if !valid_param_name(name) {
                         return Err(format!(
                             "parameter `{{{name}}}`: a name is lower-case letters, digits, `-` \
@@ -108,6 +141,7 @@ impl PathTemplate {
         Ok(Self {
             pattern: text.to_string(),
             params,
+            catch_all,
         })
     }
 }
@@ -139,6 +173,10 @@ pub struct Route {
     /// Status for `result::err`, if the route sets one; the body is then the error itself.
     pub error_status: Option<u16>,
     pub error_status_location: Option<Location>,
+    /// The auth scheme's name, if callers must present a bearer JWT.
+    pub auth: Option<String>,
+    /// Conditions on the verified token's claims.
+    pub requires: Vec<Requirement>,
     /// Where the route (its `method`), its `call` and each argument are written.
     pub location: Location,
     pub call_location: Location,
@@ -152,21 +190,67 @@ impl Route {
     }
 }
 
-/// A validated set of routes, ready for a router.
-#[derive(Clone, Debug, Default)]
-pub struct ApiDefinition {
-    pub routes: Vec<Route>,
+/// `{user-id} == jwt.sub`: the placeholder's value (canonical: path parameters are decoded
+/// once) must equal the claim, a string, exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    pub var: Var,
+    pub claim: String,
 }
 
-/// Validates `specs` from `file`. `component_exists` says which component names are known.
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{{}}} == jwt.{}", self.var, self.claim)
+    }
+}
+
+/// A validated set of routes and auth schemes, ready for a router.
+#[derive(Clone, Debug, Default)]
+pub struct ApiDefinition {
+    pub auth: Vec<AuthScheme>,
+    pub routes: Vec<Route>,
+    /// The folder relative file names (key files, JWKS files) are read from; the caller sets
+    /// it (the project file's folder). Empty means the working directory.
+    pub base_dir: std::path::PathBuf,
+}
+
+fn parse_requirement(text: &str, params: &[String]) -> Result<Requirement, String> {
+    let shape = || format!("`{text}`: a requirement reads `{{placeholder}} == jwt.<claim>`");
+    let (left, right) = text.split_once("==").ok_or_else(shape)?;
+    let template = Template::parse(left.trim(), params)?;
+    let var = template.single_var().cloned().ok_or_else(shape)?;
+    if matches!(var, Var::Body(_) | Var::Jwt(_)) {
+        return Err(format!(
+            "`{text}`: the left side is a path, query or header placeholder"
+        ));
+    }
+    let right = Template::parse(&format!("{{{}}}", right.trim()), params).map_err(|_| shape())?;
+    match right.single_var() {
+        Some(Var::Jwt(claim)) => Ok(Requirement {
+            var,
+            claim: claim.clone(),
+        }),
+        _ => Err(shape()),
+    }
+}
+
+/// Validates a document from `file`. `component_exists` says which component names are known.
 /// Returns every problem, not just the first.
 pub fn compile(
     file: &str,
-    specs: &[RouteSpec],
+    spec: &ApiSpec,
     component_exists: impl Fn(&str) -> bool,
 ) -> Result<ApiDefinition, Diagnostics> {
     let mut problems = Vec::new();
     let mut routes = Vec::new();
+    let auth: Vec<AuthScheme> = spec
+        .auth
+        .iter()
+        .filter_map(|(name, s)| compile_scheme(file, name, s, &mut problems))
+        .collect();
+    let auth_names: std::collections::BTreeSet<&str> =
+        spec.auth.keys().map(String::as_str).collect();
+    let specs = &spec.routes;
     // One matchit router per method finds overlapping paths the way the real router would.
     let mut routers: HashMap<Method, matchit::Router<()>> = HashMap::new();
     for spec in specs {
@@ -201,6 +285,13 @@ pub fn compile(
                 ));
                 None
             }
+            Ok(t) if spec.auth.is_none() && t.vars().any(|v| matches!(v, Var::Jwt(_))) => {
+                problems.push(Diagnostic::new(
+                    at(spec.worker.span()),
+                    "`{jwt.*}` needs the route to have `auth`",
+                ));
+                None
+            }
             Ok(t) if t.parts.is_empty() => {
                 problems.push(Diagnostic::new(at(spec.worker.span()), "empty worker name"));
                 None
@@ -217,6 +308,12 @@ pub fn compile(
         let mut args = Vec::new();
         for arg in &spec.args {
             match Template::parse(arg, &params) {
+                Ok(t) if spec.auth.is_none() && t.vars().any(|v| matches!(v, Var::Jwt(_))) => {
+                    problems.push(Diagnostic::new(
+                        at(arg.span()),
+                        "`{jwt.*}` needs the route to have `auth`",
+                    ));
+                }
                 Ok(t) => args.push(match t.single_var() {
                     Some(v) => ArgSource::Var(v.clone()),
                     None => ArgSource::Text(t),
@@ -244,6 +341,32 @@ pub fn compile(
                 ),
             ));
         }
+        if let Some(name) = &spec.auth
+            && !auth_names.contains(name.as_str())
+        {
+            problems.push(Diagnostic::new(
+                at(name.span()),
+                format!(
+                    "unknown auth scheme `{}`; `auth:` defines: {}",
+                    name.as_str(),
+                    auth_names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let mut requires = Vec::new();
+        for r in &spec.require {
+            if spec.auth.is_none() {
+                problems.push(Diagnostic::new(
+                    at(r.span()),
+                    "`require` needs the route to have `auth`",
+                ));
+                continue;
+            }
+            match parse_requirement(r, &params) {
+                Ok(req) => requires.push(req),
+                Err(m) => problems.push(Diagnostic::new(at(r.span()), m)),
+            }
+        }
         if problems.len() > before {
             continue;
         }
@@ -257,6 +380,8 @@ pub fn compile(
                 args,
                 error_status: spec.error_status.as_ref().map(|s| **s),
                 error_status_location: spec.error_status.as_ref().map(|s| at(s.span())),
+                auth: spec.auth.as_ref().map(|a| a.to_string()),
+                requires,
                 location: at(spec.method.span()),
                 call_location: at(spec.call.span()),
                 arg_locations: spec.args.iter().map(|a| at(a.span())).collect(),
@@ -264,7 +389,11 @@ pub fn compile(
         }
     }
     if problems.is_empty() {
-        Ok(ApiDefinition { routes })
+        Ok(ApiDefinition {
+            auth,
+            routes,
+            base_dir: std::path::PathBuf::new(),
+        })
     } else {
         Err(Diagnostics(problems))
     }
@@ -275,14 +404,9 @@ mod tests {
     use super::*;
     use crate::parse_yaml;
 
-    #[derive(Deserialize)]
-    struct Doc {
-        routes: Vec<RouteSpec>,
-    }
-
     fn compile_text(text: &str) -> Result<ApiDefinition, Diagnostics> {
-        let doc: Doc = parse_yaml("routes.yaml", text).map_err(|d| Diagnostics(vec![d]))?;
-        compile("routes.yaml", &doc.routes, |c| c == "user-activity")
+        let doc: ApiSpec = parse_yaml("routes.yaml", text).map_err(|d| Diagnostics(vec![d]))?;
+        compile("routes.yaml", &doc, |c| c == "user-activity")
     }
 
     const GOOD: &str = "\
@@ -383,6 +507,69 @@ routes:
                 .unwrap_err()
                 .to_string()
                 .contains("body")
+        );
+    }
+
+    const AUTHED: &str = "\
+auth:
+  users:
+    issuer: https://issuer.test
+    keys:
+      - kid: k1
+        alg: RS256
+        public_key_file: keys/rsa.pem
+routes:
+  - method: GET
+    path: /user/{user-id}/count
+    component: user-activity
+    worker: user-{jwt.sub}
+    call: count
+    auth: users
+    require: [\"{user-id} == jwt.sub\"]
+";
+
+    #[test]
+    fn auth_schemes_and_requirements_compile() {
+        let api = compile_text(AUTHED).unwrap();
+        assert_eq!(api.auth.len(), 1);
+        assert_eq!(api.auth[0].keys[0].alg, "RS256");
+        let r = &api.routes[0];
+        assert_eq!(r.auth.as_deref(), Some("users"));
+        assert_eq!(r.requires[0].to_string(), "{user-id} == jwt.sub");
+    }
+
+    #[test]
+    fn auth_mistakes_are_located() {
+        for (from, to, expected) in [
+            (
+                "auth: users",
+                "auth: admins",
+                "unknown auth scheme `admins`",
+            ),
+            ("alg: RS256", "alg: none", "unknown algorithm `none`"),
+            ("alg: RS256", "alg: HS256", "takes `secret` or `secret_env`"),
+            ("== jwt.sub", "== sub", "a requirement reads"),
+            ("    auth: users\n", "", "needs the route to have `auth`"),
+        ] {
+            let text = AUTHED.replace(from, to);
+            let err = compile_text(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{from} -> {to}: {err}");
+            assert!(err.starts_with("routes.yaml:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_catch_all_takes_the_rest_of_the_path_and_only_last() {
+        let text = GOOD.replace("/user/{user-id}/count", "/user/{user-id}/files/{*rest}");
+        let api = compile_text(&text).unwrap();
+        assert!(api.routes[1].path.catch_all);
+        assert_eq!(api.routes[1].path.params, ["user-id", "rest"]);
+        let text = GOOD.replace("/user/{user-id}/count", "/user/{user-id}/{*rest}/x");
+        assert!(
+            compile_text(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("last segment")
         );
     }
 }

@@ -14,6 +14,8 @@ pub enum Var {
     Query(String),
     /// A request header, by lower-case name (`header.x-tenant`).
     Header(String),
+    /// A claim of the caller's verified JWT (`jwt.sub`); only on routes with `auth`.
+    Jwt(String),
 }
 
 impl fmt::Display for Var {
@@ -24,6 +26,7 @@ impl fmt::Display for Var {
             Self::Body(path) => write!(f, "body.{}", path.join(".")),
             Self::Query(name) => write!(f, "query.{name}"),
             Self::Header(name) => write!(f, "header.{name}"),
+            Self::Jwt(name) => write!(f, "jwt.{name}"),
         }
     }
 }
@@ -111,6 +114,18 @@ fn parse_var(name: &str, path_params: &[String]) -> Result<Var, String> {
         }
         return Ok(Var::Header(h.to_ascii_lowercase()));
     }
+    if let Some(c) = name.strip_prefix("jwt.") {
+        if c.is_empty()
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b))
+        {
+            return Err(format!(
+                "`{{{name}}}`: a claim name is letters, digits, `-`, `_` and `:`"
+            ));
+        }
+        return Ok(Var::Jwt(c.to_string()));
+    }
     if path_params.iter().any(|p| p == name) {
         return Ok(Var::Path(name.to_string()));
     }
@@ -121,7 +136,7 @@ fn parse_var(name: &str, path_params: &[String]) -> Result<Var, String> {
     };
     Err(format!(
         "unknown placeholder `{{{name}}}`: use a path parameter, `body`/`body.<field>`, \
-         `query.<name>` or `header.<name>`; {known}"
+         `query.<name>`, `header.<name>` or `jwt.<claim>`; {known}"
     ))
 }
 

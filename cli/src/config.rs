@@ -4,7 +4,9 @@
 //! working directory.
 
 use marked_yaml::Spanned;
-use revenant_api_definitions::{ApiDefinition, Diagnostic, Diagnostics, Location, RouteSpec};
+use revenant_api_definitions::{
+    ApiDefinition, ApiSpec, AuthSpec, Diagnostic, Diagnostics, Location, RouteSpec,
+};
 use revenant_runtime::WorkerLimits;
 use revenant_runtime::limits::ACTIVE_WORKERS_MAX;
 use serde::Deserialize;
@@ -26,6 +28,8 @@ struct ConfigFile {
     components: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    auth: BTreeMap<String, Spanned<AuthSpec>>,
     #[serde(default)]
     routes: Vec<RouteSpec>,
 }
@@ -220,11 +224,17 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         server.header_read_timeout = Duration::from_millis(ms);
     }
-    let api = revenant_api_definitions::compile(&file_name, &file.routes, |c| {
-        file.components.contains_key(c)
-    });
+    let spec = ApiSpec {
+        auth: file.auth.clone(),
+        routes: file.routes.clone(),
+    };
+    let api =
+        revenant_api_definitions::compile(&file_name, &spec, |c| file.components.contains_key(c));
     let api = match api {
-        Ok(api) => Some(api),
+        Ok(mut api) => {
+            api.base_dir = base.to_path_buf();
+            Some(api)
+        }
         Err(Diagnostics(mut ds)) => {
             problems.append(&mut ds);
             None

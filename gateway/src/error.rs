@@ -1,5 +1,6 @@
 //! The one place where failures become HTTP responses: a status and a JSON body
-//! `{"code": ..., "message": ...}` whose `code` is stable and documented in `docs/errors.md`.
+//! `{"code": ..., "message": ..., "details": ...}` whose `code` is stable and documented in
+//! `docs/errors.md`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -11,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Machine-readable context (`null` when there is none).
+    pub details: serde_json::Value,
 }
 
 impl ApiError {
@@ -19,6 +22,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: serde_json::Value::Null,
         }
     }
 
@@ -26,13 +30,35 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_argument", message)
     }
 
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({"code": self.code, "message": self.message});
+        let body = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+        });
         let mut response = json_response(self.status, &body);
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match self.status {
+            StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                let challenge = if self.code == "invalid_token" {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -7,6 +7,7 @@
 //! runtime's business, reached through `Runtime::invoke`.
 
 pub mod admin;
+pub mod auth;
 mod error;
 pub mod json;
 pub mod limits;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 /// A route bound to a resolved export whose parameter types are known.
 struct Binding {
     route: Route,
+    auth: Option<Arc<auth::Authenticator>>,
     export: String,
     params: Vec<(String, ValueType)>,
     uses_body: bool,
@@ -50,8 +52,25 @@ impl Gateway {
         let mut router = matchit::Router::new();
         let mut paths: Vec<Vec<(Method, Binding)>> = Vec::new();
         let mut index_of_pattern = std::collections::HashMap::new();
+        let mut schemes = std::collections::HashMap::new();
+        for scheme in &api.auth {
+            match auth::Authenticator::load(scheme, &api.base_dir) {
+                Ok(a) => {
+                    schemes.insert(scheme.name.clone(), Arc::new(a));
+                }
+                Err(mut ds) => problems.append(&mut ds),
+            }
+        }
         for route in &api.routes {
-            let binding = match bind(&runtime, route) {
+            let scheme = route
+                .auth
+                .as_ref()
+                .and_then(|name| schemes.get(name).cloned());
+            if route.auth.is_some() && scheme.is_none() {
+                // The scheme failed to load; its problems are already reported.
+                continue;
+            }
+            let binding = match bind(&runtime, route, scheme) {
                 Ok(b) => b,
                 Err(mut ds) => {
                     problems.append(&mut ds);
@@ -127,6 +146,10 @@ impl Gateway {
             }
             return Ok(response);
         };
+        let claims = match &binding.auth {
+            Some(a) => Some(a.verify(request.headers()).await?),
+            None => None,
+        };
         let params: Vec<(String, String)> = matched
             .params
             .iter()
@@ -147,18 +170,35 @@ impl Gateway {
             None => None,
         };
 
+        let route = &binding.route;
+        let mut inputs = Inputs {
+            params: &params,
+            query: &query,
+            headers: &headers,
+            body: &Json::Null,
+            claims: claims.as_ref(),
+        };
+        for requirement in &route.requires {
+            let value = inputs.text(&requirement.var)?;
+            let holds = claims
+                .as_ref()
+                .and_then(|c| c.get(&requirement.claim))
+                .and_then(Json::as_str)
+                .is_some_and(|claim| claim == value);
+            if !holds {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("this token may not call {path}: `{requirement}` does not hold"),
+                ));
+            }
+        }
         let body = if binding.uses_body {
             read_json_body(request.into_body()).await?
         } else {
             Json::Null
         };
-        let route = &binding.route;
-        let inputs = Inputs {
-            params: &params,
-            query: &query,
-            headers: &headers,
-            body: &body,
-        };
+        inputs.body = &body;
         let worker_name = inputs.expand(&route.worker.parts)?;
         let mut args = Vec::with_capacity(binding.params.len());
         for (source, (name, ty)) in route.args.iter().zip(&binding.params) {
@@ -199,7 +239,11 @@ impl Gateway {
     }
 }
 
-fn bind(runtime: &Runtime, route: &Route) -> Result<Binding, Vec<Diagnostic>> {
+fn bind(
+    runtime: &Runtime,
+    route: &Route,
+    auth: Option<Arc<auth::Authenticator>>,
+) -> Result<Binding, Vec<Diagnostic>> {
     let on_route = |message: String| {
         vec![Diagnostic::new(
             route.location.clone(),
@@ -289,6 +333,7 @@ fn bind(runtime: &Runtime, route: &Route) -> Result<Binding, Vec<Diagnostic>> {
     });
     Ok(Binding {
         route: route.clone(),
+        auth,
         export: export.name.clone(),
         params: params.clone(),
         uses_body,
@@ -342,6 +387,7 @@ struct Inputs<'a> {
     query: &'a [(String, String)],
     headers: &'a http::HeaderMap,
     body: &'a Json,
+    claims: Option<&'a auth::Claims>,
 }
 
 impl Inputs<'_> {
@@ -367,6 +413,15 @@ impl Inputs<'_> {
                 .to_str()
                 .map(str::to_string)
                 .map_err(|_| ApiError::bad_argument(format!("{var}: not visible ASCII"))),
+            Var::Jwt(claim) => match self.claims.and_then(|c| c.get(claim)) {
+                Some(Json::String(s)) => Ok(s.clone()),
+                Some(j @ (Json::Number(_) | Json::Bool(_))) => Ok(j.to_string()),
+                _ => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("the token has no string or number claim `{claim}`"),
+                )),
+            },
             Var::Body(fields) => match body_field(self.body, fields)? {
                 (Json::String(s), _) => Ok(s.clone()),
                 (j @ (Json::Number(_) | Json::Bool(_)), _) => Ok(j.to_string()),

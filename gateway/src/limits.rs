@@ -24,3 +24,13 @@ pub const H2_STREAMS_MAX: u32 = 256;
 
 /// Query parameters read from one request; the rest are ignored.
 pub const QUERY_PARAMS_MAX: usize = 64;
+
+/// Largest JWKS document read from a `jwks_url`: a handful of public keys is a few KiB.
+pub const JWKS_BYTES_MAX: usize = 256 * 1024;
+
+/// Time a JWKS fetch may take; requests waiting on it are refused (401) past it.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Least time between two JWKS fetches: an unknown `kid` refreshes the keys, but a flood of
+/// tokens with made-up `kid`s must not become a flood of fetches.
+pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);

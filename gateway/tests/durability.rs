@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use revenant_api_definitions::{RouteSpec, parse_yaml};
+use revenant_api_definitions::{ApiSpec, RouteSpec, parse_yaml};
 use revenant_gateway::{Gateway, serve};
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, WorkerId};
 use revenant_storage::memory::MemoryStore;
@@ -73,6 +73,15 @@ struct Project {
     routes: Vec<RouteSpec>,
 }
 
+impl Project {
+    fn api(self) -> ApiSpec {
+        ApiSpec {
+            auth: Default::default(),
+            routes: self.routes,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reply_waits_until_the_entries_are_durable() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -87,8 +96,7 @@ async fn the_reply_waits_until_the_entries_are_durable() {
         &std::fs::read_to_string(&config_path).unwrap(),
     )
     .unwrap();
-    let api =
-        revenant_api_definitions::compile("revenant.yaml", &project.routes, |_| true).unwrap();
+    let api = revenant_api_definitions::compile("revenant.yaml", &project.api(), |_| true).unwrap();
 
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let store = Arc::new(WithheldDurability {

@@ -32,10 +32,15 @@ pub fn demo_config() -> PathBuf {
 
 /// A project file in a fresh folder: the demo component and `routes` (YAML list items).
 pub fn project(routes: &str) -> (tempfile::TempDir, PathBuf) {
+    project_with("", routes)
+}
+
+/// A project file with more top-level YAML (`head`, e.g. an `auth:` section) before `routes`.
+pub fn project_with(head: &str, routes: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let component = workspace().join("target/wasm32-wasip2/guest/user_activity.wasm");
     let text = format!(
-        "components:\n  user-activity: {}\nroutes:\n{routes}",
+        "components:\n  user-activity: {}\n{head}routes:\n{routes}",
         component.display()
     );
     let config = dir.path().join("revenant.yaml");

@@ -1,0 +1,103 @@
+//! A `jwks_url` scheme: keys are fetched when a token names a `kid` not yet known, and a flood
+//! of unknown `kid`s costs at most one fetch a minute.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use revenant_api_definitions::{ApiSpec, compile, parse_yaml};
+use revenant_gateway::auth::Authenticator;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn key() -> EncodingKey {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cli/tests/fixtures/jwt/rsa.key");
+    EncodingKey::from_rsa_pem(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn bearer(kid: &str) -> HeaderMap {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = encode(
+        &header,
+        &serde_json::json!({"sub": "a", "exp": exp}),
+        &key(),
+    )
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers
+}
+
+/// Serves a JWKS with the test key as `kid` "k1", counting requests.
+async fn jwks_server(fetches: Arc<AtomicUsize>) -> String {
+    let mut jwk = Jwk::from_encoding_key(&key(), Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let body = serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (fetches, body) = (fetches.clone(), body.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn unknown_kids_fetch_the_jwks_at_most_once_a_minute() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = jwks_server(fetches.clone()).await;
+    let text = format!("auth:\n  remote:\n    jwks_url: {url}\n");
+    let spec: ApiSpec = parse_yaml("api.yaml", &text).unwrap();
+    let api = compile("api.yaml", &spec, |_| true).unwrap();
+    let auth = Authenticator::load(&api.auth[0], &api.base_dir).unwrap();
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        0,
+        "keys are fetched on demand"
+    );
+
+    let claims = auth.verify(&bearer("k1")).await.unwrap();
+    assert_eq!(claims["sub"], "a");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    auth.verify(&bearer("k1")).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "known keys are cached");
+
+    for i in 0..50 {
+        let e = auth
+            .verify(&bearer(&format!("made-up-{i}")))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (401, "invalid_token"));
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "50 unknown kids within a minute of the last fetch fetch nothing"
+    );
+}
