@@ -8,13 +8,24 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
 
-# The FoundationDB bindings (cargo feature `foundationdb`, linted with --all-features) run
-# bindgen at build time, which needs libclang.
-if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+# Debian packages: libclang for the FoundationDB bindings (cargo feature `foundationdb`, linted
+# with --all-features, runs bindgen at build time); Python with venv for the OpenAPI validator.
+missing=()
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libclang-dev
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+fi
+
+# openapi-spec-validator (PyPI), which checks the generated OpenAPI document against the
+# OpenAPI 3.1 schema in cli/tests/openapi.rs. Pinned; installed once into target/tools.
+validator=target/tools/openapi/bin/openapi-spec-validator
+if [ ! -x "$validator" ]; then
+  python3 -m venv target/tools/openapi
+  target/tools/openapi/bin/pip install -q --disable-pip-version-check openapi-spec-validator==0.9.0
 fi
 
 # The example components that the runtime, gateway and end-to-end tests run.

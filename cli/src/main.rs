@@ -37,6 +37,12 @@ enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
+    /// Print the OpenAPI 3.1 document of a project's routes (the server also serves it at
+    /// GET /openapi.json).
+    Openapi {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
     /// Drive a closed-model HTTP load at per-user routes and check per-user counters.
     ///
     /// Example: revenant loadtest --url http://127.0.0.1:8080 --users 1000 --connections 64
@@ -115,8 +121,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { project } => runtime.block_on(serve(project, true)),
-        Command::Check { project } => runtime.block_on(serve(project, false)),
+        Command::Serve { project } => runtime.block_on(serve(project, Mode::Serve)),
+        Command::Check { project } => runtime.block_on(serve(project, Mode::Check)),
+        Command::Openapi { project } => runtime.block_on(serve(project, Mode::OpenApi)),
         Command::Loadtest(args) => runtime.block_on(loadtest(args)),
     };
     match result {
@@ -144,7 +151,15 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    Check,
+    OpenApi,
+}
+
+async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
+    let run = mode == Mode::Serve;
     let overrides = config::Overrides {
         data: args.data,
         listen: args.listen,
@@ -176,6 +191,11 @@ async fn serve(args: ProjectArgs, run: bool) -> Result<(), Failure> {
     .context("loading components")?;
     let gateway =
         Gateway::new(runtime.clone(), &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
+    if mode == Mode::OpenApi {
+        let text = serde_json::to_string_pretty(&gateway.openapi()).context("printing")?;
+        println!("{text}");
+        return Ok(());
+    }
     if !run {
         println!(
             "{}: ok ({} routes)",

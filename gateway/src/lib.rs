@@ -11,6 +11,7 @@ pub mod auth;
 mod error;
 pub mod json;
 pub mod limits;
+pub mod openapi;
 mod server;
 
 pub use error::ApiError;
@@ -33,6 +34,7 @@ struct Binding {
     auth: Option<Arc<auth::Authenticator>>,
     export: String,
     params: Vec<(String, ValueType)>,
+    results: Vec<ValueType>,
     uses_body: bool,
 }
 
@@ -42,6 +44,8 @@ pub struct Gateway {
     router: matchit::Router<usize>,
     /// For each distinct path pattern, its bindings by method.
     paths: Vec<Vec<(Method, Binding)>>,
+    /// The OpenAPI document, served at `openapi::PATH` unless a route claims it.
+    openapi: Bytes,
 }
 
 impl Gateway {
@@ -93,11 +97,21 @@ impl Gateway {
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
-        Ok(Self {
+        let mut gateway = Self {
             runtime,
             router,
             paths,
-        })
+            openapi: Bytes::new(),
+        };
+        gateway.openapi = Bytes::from(
+            openapi::document(&gateway, "Revenant", env!("CARGO_PKG_VERSION")).to_string(),
+        );
+        Ok(gateway)
+    }
+
+    /// The OpenAPI 3.1 document of these routes.
+    pub fn openapi(&self) -> Json {
+        serde_json::from_slice(&self.openapi).expect("generated JSON")
     }
 
     /// Serves one request. Never fails: every error becomes a JSON response.
@@ -118,6 +132,17 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let path = canonical_path(request.uri().path())?;
+        if path == openapi::PATH
+            && request.method() == http::Method::GET
+            && self.router.at(&path).is_err()
+        {
+            let mut response = Response::new(Full::new(self.openapi.clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(response);
+        }
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -336,6 +361,7 @@ fn bind(
         auth,
         export: export.name.clone(),
         params: params.clone(),
+        results: export.signature.results.clone(),
         uses_body,
     })
 }
