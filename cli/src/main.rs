@@ -6,6 +6,7 @@ mod config;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use revenant_gateway::Gateway;
+use revenant_gateway::deploy::Deployments;
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment};
 use revenant_storage::embedded::EmbeddedStore;
 use std::io::Write;
@@ -171,13 +172,16 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     // touches its data.
     let cache_dir = config.data.join("cache");
     let store_dir = config.data.join("store");
-    let oplog: Arc<dyn revenant_storage::OplogStore> = if run {
-        Arc::new(
-            EmbeddedStore::open(&store_dir)
-                .with_context(|| format!("opening the store in {}", store_dir.display()))?,
-        )
+    let store = if run {
+        Some(Arc::new(EmbeddedStore::open(&store_dir).with_context(
+            || format!("opening the store in {}", store_dir.display()),
+        )?))
     } else {
-        Arc::new(revenant_storage::memory::MemoryStore::new())
+        None
+    };
+    let oplog: Arc<dyn revenant_storage::OplogStore> = match &store {
+        Some(store) => store.clone(),
+        None => Arc::new(revenant_storage::memory::MemoryStore::new()),
     };
     let runtime = Runtime::new(
         RuntimeConfig {
@@ -196,14 +200,21 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         println!("{text}");
         return Ok(());
     }
-    if !run {
+    let Some(store) = store else {
         println!(
             "{}: ok ({} routes)",
             args.config.display(),
             config.api.routes.len()
         );
         return Ok(());
-    }
+    };
+    drop(gateway);
+    // The project file's routes and everything deployed through the admin API.
+    let deployments = Arc::new(
+        Deployments::open(runtime.clone(), store, config.api.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("loading deployed components and definitions: {e}"))?,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -218,7 +229,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         let addr = admin.local_addr().context("reading the admin address")?;
         println!("revenant admin listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        let handler = Arc::new(revenant_gateway::admin::Admin::new(runtime.clone()));
+        let handler = Arc::new(revenant_gateway::admin::Admin::new(deployments.clone()));
         tokio::spawn(async move {
             if let Err(e) =
                 revenant_gateway::serve_with(admin, handler, config.server, std::future::pending())
@@ -239,7 +250,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     tracing::info!(data = %config.data.display(), "serving {} routes", config.api.routes.len());
     revenant_gateway::serve_with(
         listener,
-        Arc::new(gateway),
+        deployments.live(),
         config.server,
         shutdown_signal(),
     )

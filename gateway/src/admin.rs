@@ -1,7 +1,14 @@
-//! The admin API, served on its own listener (never the public one): worker lifecycle.
+//! The admin API, served on its own listener (never the public one): worker lifecycle, and
+//! deploys (see `deploy`).
 //!
 //! | method and path | does |
 //! |---|---|
+//! | `GET /components` | loaded components: name, hash, exports |
+//! | `PUT /components/{name}` | body: a `.wasm` component; stored as its next version and served |
+//! | `GET /api-definitions` | deployed definitions: name, version, routes |
+//! | `PUT /api-definitions/{name}` | body: YAML (`auth:`, `routes:`); checked whole, stored, served |
+//! | `GET /api-definitions/{name}` | the deployed YAML |
+//! | `DELETE /api-definitions/{name}` | stops serving it |
 //! | `GET /workers/{component}?status=&after=&limit=` | lists workers, by name, with status |
 //! | `GET /workers/{component}/{worker}` | one worker's status |
 //! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
@@ -9,17 +16,21 @@
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
 
 use crate::ApiError;
+use crate::deploy::Deployments;
 use crate::error::json_response;
+use crate::limits::{COMPONENT_BYTES_MAX, DEFINITION_BYTES_MAX};
 use crate::server::Handler;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use revenant_runtime::{Control, Runtime, WorkerId, WorkerStatus};
+use revenant_storage::kv::KvStore;
 use serde_json::json;
 use std::sync::Arc;
 
-pub struct Admin {
+pub struct Admin<K: KvStore> {
     runtime: Arc<Runtime>,
+    deployments: Arc<Deployments<K>>,
     router: matchit::Router<Route>,
 }
 
@@ -29,12 +40,21 @@ enum Route {
     Worker,
     Interrupt,
     Resume,
+    Components,
+    Component,
+    Definitions,
+    Definition,
 }
 
-impl Admin {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
+impl<K: KvStore> Admin<K> {
+    pub fn new(deployments: Arc<Deployments<K>>) -> Self {
+        let runtime = deployments.runtime().clone();
         let mut router = matchit::Router::new();
         for (path, route) in [
+            ("/components", Route::Components),
+            ("/components/{name}", Route::Component),
+            ("/api-definitions", Route::Definitions),
+            ("/api-definitions/{name}", Route::Definition),
             ("/workers/{component}", Route::Workers),
             ("/workers/{component}/{worker}", Route::Worker),
             ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
@@ -44,10 +64,18 @@ impl Admin {
                 .insert(path, route)
                 .expect("admin routes do not overlap");
         }
-        Self { runtime, router }
+        Self {
+            runtime,
+            deployments,
+            router,
+        }
     }
 
-    async fn route<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, ApiError> {
+    async fn route<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, ApiError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let path = request.uri().path().to_string();
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(
@@ -65,6 +93,7 @@ impl Admin {
             .params
             .get("worker")
             .map(|w| WorkerId::new(component.clone(), w));
+        let name = matched.params.get("name").unwrap_or_default().to_string();
         let method = request.method().clone();
         let not_allowed = || {
             ApiError::new(
@@ -122,6 +151,61 @@ impl Admin {
             (Route::Resume, &Method::POST, Some(worker)) => {
                 self.control(worker, Control::Resume).await
             }
+            (Route::Components, &Method::GET, _) => {
+                let all: Vec<_> = self
+                    .runtime
+                    .components()
+                    .into_iter()
+                    .map(|c| json!({"name": c.name, "hash": c.hash, "exports": c.exports.keys().collect::<Vec<_>>()}))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!(all)))
+            }
+            (Route::Component, &Method::PUT, _) => {
+                let bytes = crate::read_body(request.into_body(), COMPONENT_BYTES_MAX).await?;
+                let (version, info) = self.deployments.upload_component(&name, bytes).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"name": info.name, "version": version, "hash": info.hash, "exports": info.exports.keys().collect::<Vec<_>>()}),
+                ))
+            }
+            (Route::Definitions, &Method::GET, _) => {
+                let all: Vec<_> = self
+                    .deployments
+                    .list()
+                    .await
+                    .into_iter()
+                    .map(|(name, version, routes)| json!({"name": name, "version": version, "routes": routes}))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!(all)))
+            }
+            (Route::Definition, &Method::PUT, _) => {
+                let bytes = crate::read_body(request.into_body(), DEFINITION_BYTES_MAX).await?;
+                let source = std::str::from_utf8(&bytes)
+                    .map_err(|_| ApiError::bad_argument("the definition is not UTF-8"))?;
+                let (version, routes) = self.deployments.deploy(&name, source).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"name": name, "version": version, "routes": routes}),
+                ))
+            }
+            (Route::Definition, &Method::GET, _) => {
+                let (version, source) = self.deployments.source(&name).await?;
+                let mut response = Response::new(Full::new(Bytes::from(source)));
+                let headers = response.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/yaml"),
+                );
+                headers.insert("revenant-version", http::HeaderValue::from(version));
+                Ok(response)
+            }
+            (Route::Definition, &Method::DELETE, _) => {
+                let version = self.deployments.undeploy(&name).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"name": name, "version": version, "deployed": false}),
+                ))
+            }
             _ => Err(not_allowed()),
         }
     }
@@ -160,7 +244,7 @@ fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {
     })
 }
 
-impl Handler for Admin {
+impl<K: KvStore> Handler for Admin<K> {
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         match self.route(request).await {
             Ok(r) => r,

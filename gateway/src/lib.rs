@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod deploy;
 mod error;
 pub mod json;
 pub mod limits;
@@ -24,7 +25,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use revenant_api_definitions::{
     ApiDefinition, ArgSource, Diagnostic, Diagnostics, Method, Route, TemplatePart, Var,
 };
-use revenant_runtime::{Runtime, ValueType, WorkerId};
+use revenant_runtime::{ComponentInfo, Runtime, ValueType, WorkerId};
 use serde_json::Value as Json;
 use std::sync::Arc;
 
@@ -52,47 +53,68 @@ impl Gateway {
     /// Binds every route to its export and checks each argument's source against the
     /// parameter's WIT type. A definition with any problem is rejected whole.
     pub fn new(runtime: Arc<Runtime>, api: &ApiDefinition) -> Result<Self, Diagnostics> {
+        let lookup = |name: &str| runtime.component(name);
+        Self::build(runtime.clone(), &[api], &lookup)
+    }
+
+    /// One router over several definitions (each with its own auth schemes), their routes
+    /// bound to the components `lookup` finds. Routes of different definitions must not
+    /// overlap; any problem rejects the whole set.
+    pub fn build(
+        runtime: Arc<Runtime>,
+        apis: &[&ApiDefinition],
+        lookup: &dyn Fn(&str) -> Option<ComponentInfo>,
+    ) -> Result<Self, Diagnostics> {
         let mut problems = Vec::new();
         let mut router = matchit::Router::new();
         let mut paths: Vec<Vec<(Method, Binding)>> = Vec::new();
         let mut index_of_pattern = std::collections::HashMap::new();
-        let mut schemes = std::collections::HashMap::new();
-        for scheme in &api.auth {
-            match auth::Authenticator::load(scheme, &api.base_dir) {
-                Ok(a) => {
-                    schemes.insert(scheme.name.clone(), Arc::new(a));
+        for api in apis {
+            let mut schemes = std::collections::HashMap::new();
+            for scheme in &api.auth {
+                match auth::Authenticator::load(scheme, &api.base_dir) {
+                    Ok(a) => {
+                        schemes.insert(scheme.name.clone(), Arc::new(a));
+                    }
+                    Err(mut ds) => problems.append(&mut ds),
                 }
-                Err(mut ds) => problems.append(&mut ds),
             }
-        }
-        for route in &api.routes {
-            let scheme = route
-                .auth
-                .as_ref()
-                .and_then(|name| schemes.get(name).cloned());
-            if route.auth.is_some() && scheme.is_none() {
-                // The scheme failed to load; its problems are already reported.
-                continue;
-            }
-            let binding = match bind(&runtime, route, scheme) {
-                Ok(b) => b,
-                Err(mut ds) => {
-                    problems.append(&mut ds);
+            for route in &api.routes {
+                let scheme = route
+                    .auth
+                    .as_ref()
+                    .and_then(|name| schemes.get(name).cloned());
+                if route.auth.is_some() && scheme.is_none() {
+                    // The scheme failed to load; its problems are already reported.
                     continue;
                 }
-            };
-            let idx = *index_of_pattern
-                .entry(route.path.pattern.clone())
-                .or_insert_with(|| {
-                    paths.push(Vec::new());
-                    paths.len() - 1
-                });
-            if paths[idx].is_empty()
-                && let Err(e) = router.insert(route.path.pattern.clone(), idx)
-            {
-                problems.push(Diagnostic::new(route.location.clone(), e.to_string()));
+                let binding = match bind(lookup, route, scheme) {
+                    Ok(b) => b,
+                    Err(mut ds) => {
+                        problems.append(&mut ds);
+                        continue;
+                    }
+                };
+                let idx = *index_of_pattern
+                    .entry(route.path.pattern.clone())
+                    .or_insert_with(|| {
+                        paths.push(Vec::new());
+                        paths.len() - 1
+                    });
+                if paths[idx].is_empty()
+                    && let Err(e) = router.insert(route.path.pattern.clone(), idx)
+                {
+                    problems.push(Diagnostic::new(route.location.clone(), e.to_string()));
+                }
+                if paths[idx].iter().any(|(m, _)| *m == route.method) {
+                    problems.push(Diagnostic::new(
+                        route.location.clone(),
+                        format!("route {} is defined twice", route.describe()),
+                    ));
+                    continue;
+                }
+                paths[idx].push((route.method, binding));
             }
-            paths[idx].push((route.method, binding));
         }
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
@@ -265,7 +287,7 @@ impl Gateway {
 }
 
 fn bind(
-    runtime: &Runtime,
+    lookup: &dyn Fn(&str) -> Option<ComponentInfo>,
     route: &Route,
     auth: Option<Arc<auth::Authenticator>>,
 ) -> Result<Binding, Vec<Diagnostic>> {
@@ -275,8 +297,7 @@ fn bind(
             format!("route {}: {message}", route.describe()),
         )]
     };
-    let component = runtime
-        .component(&route.component)
+    let component = lookup(&route.component)
         .ok_or_else(|| on_route(format!("component `{}` is not loaded", route.component)))?;
     let export = component.resolve(&route.call).map_err(|m| {
         vec![Diagnostic::new(
@@ -502,12 +523,13 @@ fn body_field<'a>(body: &'a Json, fields: &[String]) -> Result<(&'a Json, String
     Ok((current, at))
 }
 
-async fn read_json_body<B>(body: B) -> Result<Json, ApiError>
+/// Reads a whole body of at most `max` bytes (413 past it).
+pub(crate) async fn read_body<B>(body: B, max: usize) -> Result<Bytes, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let collected = Limited::new(body, limits::BODY_BYTES_MAX)
+    Ok(Limited::new(body, max)
         .collect()
         .await
         .map_err(|e| {
@@ -515,13 +537,21 @@ where
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    format!("the body exceeds {} bytes", limits::BODY_BYTES_MAX),
+                    format!("the body exceeds {max} bytes"),
                 )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", e.to_string())
             }
         })?
-        .to_bytes();
+        .to_bytes())
+}
+
+async fn read_json_body<B>(body: B) -> Result<Json, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let collected = read_body(body, limits::BODY_BYTES_MAX).await?;
     if collected.is_empty() {
         return Ok(Json::Null);
     }

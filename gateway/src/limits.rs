@@ -25,6 +25,12 @@ pub const H2_STREAMS_MAX: u32 = 256;
 /// Query parameters read from one request; the rest are ignored.
 pub const QUERY_PARAMS_MAX: usize = 64;
 
+/// Largest component uploaded through the admin API: the catalog's blob bound.
+pub const COMPONENT_BYTES_MAX: usize = revenant_storage::limits::BLOB_BYTES_MAX;
+
+/// Largest API definition uploaded through the admin API: hundreds of routes fit in far less.
+pub const DEFINITION_BYTES_MAX: usize = 1024 * 1024;
+
 /// Largest JWKS document read from a `jwks_url`: a handful of public keys is a few KiB.
 pub const JWKS_BYTES_MAX: usize = 256 * 1024;
 

@@ -97,13 +97,33 @@ pub(crate) fn load(
         path: path.display().to_string(),
         source,
     })?;
+    load_bytes(
+        engine,
+        linker,
+        name,
+        &path.display().to_string(),
+        &bytes,
+        cache_dir,
+    )
+}
+
+/// Compiles (or loads from the cache) a component from its bytes; `origin` names where they
+/// came from, for errors.
+pub(crate) fn load_bytes(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    name: &str,
+    origin: &str,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> Result<LoadedComponent, RuntimeError> {
     let invalid = |reason: String| RuntimeError::InvalidComponent {
         name: name.to_string(),
-        path: path.display().to_string(),
+        path: origin.to_string(),
         reason,
     };
-    let hash = revenant_storage::catalog::sha256_hex(&bytes);
-    let component = compile_cached(engine, &bytes, &hash, cache_dir).map_err(invalid)?;
+    let hash = revenant_storage::catalog::sha256_hex(bytes);
+    let component = compile_cached(engine, bytes, &hash, cache_dir).map_err(invalid)?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| invalid(format!("{e:#}")))?;

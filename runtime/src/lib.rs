@@ -94,9 +94,22 @@ pub struct RuntimeConfig {
     pub limits: WorkerLimits,
 }
 
+/// A compiled component not yet serving (see [`Runtime::prepare_component`]).
+pub struct PreparedComponent(LoadedComponent);
+
+impl PreparedComponent {
+    pub fn info(&self) -> &ComponentInfo {
+        &self.0.info
+    }
+}
+
 pub struct Runtime {
     engine: Engine,
-    components: HashMap<String, Arc<LoadedComponent>>,
+    linker: Linker<durability::HostState>,
+    cache_dir: PathBuf,
+    /// Components by name. Replaced whole by `install_component`; a worker already in memory
+    /// keeps the version it was activated with until it is evicted.
+    components: std::sync::RwLock<HashMap<String, Arc<LoadedComponent>>>,
     oplog: Arc<dyn OplogStore>,
     environment: Arc<dyn Environment>,
     limits: WorkerLimits,
@@ -149,7 +162,9 @@ impl Runtime {
         }
         Ok(Arc::new(Self {
             engine,
-            components,
+            linker,
+            cache_dir: config.cache_dir,
+            components: std::sync::RwLock::new(components),
             oplog,
             environment,
             limits: config.limits,
@@ -160,8 +175,61 @@ impl Runtime {
     }
 
     /// A loaded component's name, hash and exports.
-    pub fn component(&self, name: &str) -> Option<&ComponentInfo> {
-        self.components.get(name).map(|c| &c.info)
+    pub fn component(&self, name: &str) -> Option<ComponentInfo> {
+        self.loaded(name).map(|c| c.info.clone())
+    }
+
+    /// Every loaded component, by name.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        let mut all: Vec<ComponentInfo> = self
+            .components
+            .read()
+            .expect("never poisoned")
+            .values()
+            .map(|c| c.info.clone())
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Compiles `bytes` (or finds them in the compile cache) as component `name`, without
+    /// serving it yet: its exports can be checked against the routes first. CPU-bound for up
+    /// to seconds: call it from a blocking thread.
+    pub fn prepare_component(
+        &self,
+        name: &str,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<PreparedComponent, RuntimeError> {
+        component::load_bytes(
+            &self.engine,
+            &self.linker,
+            name,
+            origin,
+            bytes,
+            &self.cache_dir,
+        )
+        .map(PreparedComponent)
+    }
+
+    /// Makes a prepared component the one its name runs, for workers activated from now on
+    /// (a worker in memory keeps its version until it is evicted).
+    pub fn install(&self, prepared: PreparedComponent) -> ComponentInfo {
+        let info = prepared.0.info.clone();
+        tracing::info!(component = %info.name, hash = %info.hash, exports = info.exports.len(), "component installed");
+        self.components
+            .write()
+            .expect("never poisoned")
+            .insert(info.name.clone(), Arc::new(prepared.0));
+        info
+    }
+
+    fn loaded(&self, name: &str) -> Option<Arc<LoadedComponent>> {
+        self.components
+            .read()
+            .expect("never poisoned")
+            .get(name)
+            .cloned()
     }
 
     /// Invokes `function` (any name [`ComponentInfo::resolve`] accepts) on the worker, creating
@@ -181,8 +249,7 @@ impl Runtime {
             check_idempotency_key(key)?;
         }
         let component = self
-            .components
-            .get(&worker.component)
+            .loaded(&worker.component)
             .ok_or_else(|| InvokeError::UnknownComponent(worker.component.clone()))?;
         check_worker_name(&worker.name)?;
         let export = component
@@ -217,7 +284,7 @@ impl Runtime {
         // A worker may retire between finding its mailbox and sending to it; then the call goes
         // to its successor. Bounded: a retiring worker leaves the map before closing its mailbox.
         for _ in 0..3 {
-            let mailbox = self.mailbox(&worker, component).await?;
+            let mailbox = self.mailbox(&worker, &component).await?;
             match mailbox.try_send(invocation) {
                 Ok(()) => {
                     return answer.await.map_err(|_| {
@@ -241,14 +308,14 @@ impl Runtime {
     pub async fn recover_in_flight(&self) -> Result<usize, InvokeError> {
         let workers = self.oplog.in_flight_workers().await?;
         for worker in &workers {
-            let Some(component) = self.components.get(&worker.component) else {
+            let Some(component) = self.loaded(&worker.component) else {
                 tracing::warn!(%worker, "in flight, but its component is not loaded");
                 continue;
             };
             let Some(export) = component.info.exports.values().next().cloned() else {
                 continue;
             };
-            let mailbox = self.mailbox(worker, component).await?;
+            let mailbox = self.mailbox(worker, &component).await?;
             let activation = Invocation {
                 export,
                 args: Vec::new(),
@@ -268,8 +335,7 @@ impl Runtime {
     /// calls until it is resumed; all three are recorded, so they survive restarts.
     pub async fn control(&self, worker: WorkerId, control: Control) -> Result<(), InvokeError> {
         let component = self
-            .components
-            .get(&worker.component)
+            .loaded(&worker.component)
             .ok_or_else(|| InvokeError::UnknownComponent(worker.component.clone()))?;
         let resident = self.shared.flags(&worker);
         if resident.is_none() && self.oplog.metadata(&worker).await?.is_none() {
@@ -296,7 +362,7 @@ impl Runtime {
             reply: Some(reply),
             control: Some(control),
         };
-        let mailbox = self.mailbox(&worker, component).await?;
+        let mailbox = self.mailbox(&worker, &component).await?;
         // A control waits for room rather than failing on a full mailbox: an operator's command
         // must get through to a busy worker.
         mailbox

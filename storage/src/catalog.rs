@@ -184,6 +184,77 @@ pub async fn versions<K: KvStore>(kv: &K, kind: BlobKind, name: &str) -> Result<
         .collect()
 }
 
+/// Stores `bytes` as the next version of `name` (one after the highest stored) and returns
+/// that version. Two writers racing for one version: the loser sees the conflict and takes the
+/// next, a bounded number of times.
+pub async fn put_next_version<K: KvStore>(
+    kv: &K,
+    kind: BlobKind,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(u64, BlobRecord), KvError> {
+    let mut last = None;
+    for _ in 0..VERSION_RACE_RETRIES {
+        let version = versions(kv, kind, name).await?.last().map_or(1, |v| v + 1);
+        match put_blob(kv, kind, name, version, bytes).await {
+            Ok(record) => return Ok((version, record)),
+            Err(KvError::Invalid(m)) if m.contains("already exists") => last = Some(m),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(KvError::Invalid(last.unwrap_or_default()))
+}
+
+/// Writers racing for a version number retry this often before giving up.
+const VERSION_RACE_RETRIES: usize = 5;
+
+/// Marks `version` of `name` as the deployed one, or (with `None`) undeploys `name`. A version
+/// that is not stored cannot be deployed.
+pub async fn set_live<K: KvStore>(
+    kv: &K,
+    kind: BlobKind,
+    name: &str,
+    version: Option<u64>,
+) -> Result<(), KvError> {
+    let live_key = keys::live(kind.tag(), name);
+    kv.transact(|tx, _| {
+        let live_key = live_key.clone();
+        async move {
+            match version {
+                Some(v) => {
+                    if tx.get(&kind.key(name, v), false).await?.is_none() {
+                        return Err(KvError::Invalid(format!(
+                            "{} `{name}` has no version {v}",
+                            kind.tag()
+                        )));
+                    }
+                    tx.set(&live_key, &v.to_be_bytes());
+                }
+                None => tx.clear(&live_key),
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Every deployed `(name, version)` of a kind, by name.
+pub async fn live<K: KvStore>(kv: &K, kind: BlobKind) -> Result<Vec<(String, u64)>, KvError> {
+    let (begin, end) = keys::live_range(kind.tag());
+    let rows = snapshot_range(kv, &begin, &end, KV_RANGE_ROWS_MAX).await?;
+    rows.iter()
+        .map(|(k, v)| {
+            let name = keys::name_of_live_key(k)
+                .ok_or_else(|| KvError::Invalid("corrupt live key".into()))?;
+            let version: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| KvError::Invalid(format!("corrupt live version of `{name}`")))?;
+            Ok((name, u64::from_be_bytes(version)))
+        })
+        .collect()
+}
+
 /// Records that `node` is alive at `address` at `now_ms`.
 pub async fn heartbeat<K: KvStore>(
     kv: &K,

@@ -13,6 +13,8 @@
 //! ("api", definition, version)    -> API definition record {hash, size}
 //! ("cb", hash, chunk)             -> bytes of a blob (component or definition), chunks < 100 KB
 //! ("n", node)                     -> node heartbeat {address, heartbeat_ms}
+//! ("live", kind, name)            -> the version of component (kind "c") or definition ("api")
+//!                                    `name` that is deployed; absent when none is
 //! ```
 
 use crate::WorkerId;
@@ -69,6 +71,24 @@ pub fn versions_range(kind: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
     let mut end = begin.clone();
     end.push(0xff);
     (begin, end)
+}
+
+const LIVE: &str = "live";
+
+pub fn live(kind: &str, name: &str) -> Vec<u8> {
+    pack(&(LIVE, kind, name))
+}
+
+pub fn live_range(kind: &str) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(LIVE, kind));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn name_of_live_key(key: &[u8]) -> Option<String> {
+    let (_, _, name): (String, String, String) = unpack(key).ok()?;
+    Some(name)
 }
 
 pub fn blob_chunk(hash: &str, chunk: u32) -> Vec<u8> {

@@ -209,6 +209,33 @@ impl Http {
         Ok((status, json))
     }
 
+    /// Any body, any answer: for uploads (YAML, wasm) and non-JSON replies.
+    pub async fn raw(
+        &self,
+        method: &str,
+        url: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<(u16, Bytes), String> {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     pub async fn get(&self, url: &str) -> Json {
         let (status, json) = self.request("GET", url, None).await.expect("GET answered");
         assert_eq!(status, 200, "GET {url}: {json}");

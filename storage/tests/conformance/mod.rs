@@ -627,6 +627,39 @@ pub async fn catalog_suite<K: KvStore>(kv: &K) {
             .is_empty()
     );
 
+    // Deployment records: the next version, which one is live, undeploying.
+    let (v, _) = catalog::put_next_version(kv, BlobKind::Definition, "conformance-api", b"v2")
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    let err = catalog::set_live(kv, BlobKind::Definition, "conformance-api", Some(9))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::Invalid(_)), "{err}");
+    catalog::set_live(kv, BlobKind::Definition, "conformance-api", Some(2))
+        .await
+        .unwrap();
+    catalog::set_live(kv, BlobKind::Component, "conformance-c", Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog::live(kv, BlobKind::Definition).await.unwrap(),
+        vec![("conformance-api".to_string(), 2)]
+    );
+    catalog::set_live(kv, BlobKind::Definition, "conformance-api", None)
+        .await
+        .unwrap();
+    assert!(
+        catalog::live(kv, BlobKind::Definition)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        catalog::live(kv, BlobKind::Component).await.unwrap(),
+        vec![("conformance-c".to_string(), 1)]
+    );
+
     catalog::heartbeat(kv, "conformance-node-a", "127.0.0.1:1", 1_000)
         .await
         .unwrap();
