@@ -10,11 +10,13 @@
 
 pub mod auth;
 mod diagnostic;
+pub mod http_options;
 mod route;
 mod template;
 
 pub use auth::{AuthScheme, AuthSpec, JwksSource, KeyDef, KeyMaterial};
 pub use diagnostic::{Diagnostic, Diagnostics, Location, parse_yaml};
+pub use http_options::{Cors, ResponseMap};
 pub use route::{
     ApiDefinition, ApiSpec, ArgSource, Method, PathTemplate, Requirement, Route, RouteSpec, compile,
 };

@@ -2,6 +2,9 @@
 
 use crate::auth::{AuthScheme, AuthSpec, compile_scheme};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location};
+use crate::http_options::{
+    Cors, CorsSpec, ResponseMap, ResponseSpec, compile_cors, compile_response,
+};
 use crate::template::{Template, Var};
 use marked_yaml::Spanned;
 use serde::Deserialize;
@@ -27,6 +30,10 @@ pub struct RouteSpec {
     /// Conditions on the verified token, each `{placeholder} == jwt.<claim>`.
     #[serde(default)]
     pub require: Vec<Spanned<String>>,
+    /// Cross-origin access for browsers.
+    pub cors: Option<CorsSpec>,
+    /// The answer's status and headers, from the result.
+    pub response: Option<ResponseSpec>,
 }
 
 /// A whole API definition document: auth schemes and routes.
@@ -177,6 +184,8 @@ pub struct Route {
     pub auth: Option<String>,
     /// Conditions on the verified token's claims.
     pub requires: Vec<Requirement>,
+    pub cors: Option<Cors>,
+    pub response: ResponseMap,
     /// Where the route (its `method`), its `call` and each argument are written.
     pub location: Location,
     pub call_location: Location,
@@ -219,7 +228,7 @@ fn parse_requirement(text: &str, params: &[String]) -> Result<Requirement, Strin
     let (left, right) = text.split_once("==").ok_or_else(shape)?;
     let template = Template::parse(left.trim(), params)?;
     let var = template.single_var().cloned().ok_or_else(shape)?;
-    if matches!(var, Var::Body(_) | Var::Jwt(_)) {
+    if matches!(var, Var::Body(_) | Var::Jwt(_) | Var::Result(_)) {
         return Err(format!(
             "`{text}`: the left side is a path, query or header placeholder"
         ));
@@ -292,6 +301,13 @@ pub fn compile(
                 ));
                 None
             }
+            Ok(t) if t.vars().any(|v| matches!(v, Var::Result(_))) => {
+                problems.push(Diagnostic::new(
+                    at(spec.worker.span()),
+                    "`{result}` is only for `response`",
+                ));
+                None
+            }
             Ok(t) if t.parts.is_empty() => {
                 problems.push(Diagnostic::new(at(spec.worker.span()), "empty worker name"));
                 None
@@ -312,6 +328,12 @@ pub fn compile(
                     problems.push(Diagnostic::new(
                         at(arg.span()),
                         "`{jwt.*}` needs the route to have `auth`",
+                    ));
+                }
+                Ok(t) if t.vars().any(|v| matches!(v, Var::Result(_))) => {
+                    problems.push(Diagnostic::new(
+                        at(arg.span()),
+                        "`{result}` is only for `response`",
                     ));
                 }
                 Ok(t) => args.push(match t.single_var() {
@@ -367,6 +389,27 @@ pub fn compile(
                 Err(m) => problems.push(Diagnostic::new(at(r.span()), m)),
             }
         }
+        let cors = spec
+            .cors
+            .as_ref()
+            .and_then(|c| compile_cors(file, c, &mut problems));
+        let response = spec
+            .response
+            .as_ref()
+            .map(|r| compile_response(file, r, &params, &mut problems))
+            .unwrap_or_default();
+        let response_vars = response
+            .headers
+            .iter()
+            .flat_map(|(_, t, l)| t.vars().map(move |v| (v, l)));
+        for (var, location) in response_vars {
+            if spec.auth.is_none() && matches!(var, Var::Jwt(_)) {
+                problems.push(Diagnostic::new(
+                    location.clone(),
+                    "`{jwt.*}` needs the route to have `auth`",
+                ));
+            }
+        }
         if problems.len() > before {
             continue;
         }
@@ -382,6 +425,8 @@ pub fn compile(
                 error_status_location: spec.error_status.as_ref().map(|s| at(s.span())),
                 auth: spec.auth.as_ref().map(|a| a.to_string()),
                 requires,
+                cors,
+                response,
                 location: at(spec.method.span()),
                 call_location: at(spec.call.span()),
                 arg_locations: spec.args.iter().map(|a| at(a.span())).collect(),

@@ -16,6 +16,9 @@ pub enum Var {
     Header(String),
     /// A claim of the caller's verified JWT (`jwt.sub`); only on routes with `auth`.
     Jwt(String),
+    /// The export's result (empty path) or a field inside its JSON form (`result.ok.id`);
+    /// only in `response`.
+    Result(Vec<String>),
 }
 
 impl fmt::Display for Var {
@@ -27,6 +30,8 @@ impl fmt::Display for Var {
             Self::Query(name) => write!(f, "query.{name}"),
             Self::Header(name) => write!(f, "header.{name}"),
             Self::Jwt(name) => write!(f, "jwt.{name}"),
+            Self::Result(path) if path.is_empty() => write!(f, "result"),
+            Self::Result(path) => write!(f, "result.{}", path.join(".")),
         }
     }
 }
@@ -92,6 +97,16 @@ impl Template {
 fn parse_var(name: &str, path_params: &[String]) -> Result<Var, String> {
     if name == "body" {
         return Ok(Var::Body(Vec::new()));
+    }
+    if name == "result" {
+        return Ok(Var::Result(Vec::new()));
+    }
+    if let Some(fields) = name.strip_prefix("result.") {
+        let fields: Vec<String> = fields.split('.').map(str::to_string).collect();
+        if fields.iter().any(String::is_empty) {
+            return Err(format!("`{{{name}}}` has an empty field name"));
+        }
+        return Ok(Var::Result(fields));
     }
     if let Some(fields) = name.strip_prefix("body.") {
         let fields: Vec<String> = fields.split('.').map(str::to_string).collect();

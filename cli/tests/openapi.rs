@@ -47,6 +47,12 @@ const ROUTES: &str = "  - method: POST
     worker: tenant-{header.x-tenant}
     call: add-activity
     args: [\"{rest}\", \"{query.note}\"]
+    cors:
+      allow_origins: [\"*\"]
+    response:
+      status: 201
+      headers:
+        x-count: \"{result}\"
   - method: GET
     path: /files
     component: user-activity
@@ -123,6 +129,8 @@ async fn the_document_is_valid_openapi_31_and_served_as_printed() {
     assert!(names.contains(&("path", "rest")), "{names:?}");
     assert!(names.contains(&("query", "note")), "{names:?}");
     assert!(names.contains(&("header", "x-tenant")), "{names:?}");
+    let created = &printed["paths"]["/files/{rest}"]["post"]["responses"]["201"];
+    assert_eq!(created["headers"]["x-count"]["schema"]["type"], "string");
     let import = &printed["paths"]["/user/{user-id}/imports"]["post"]["responses"];
     assert_eq!(
         import["502"]["content"]["application/json"]["schema"]["type"],
@@ -145,7 +153,7 @@ async fn the_document_is_valid_openapi_31_and_served_as_printed() {
         )
         .await
         .unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
     let (_, listed) = http
         .request_with(
             "GET",

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+mod cors;
 pub mod deploy;
 mod error;
 pub mod json;
@@ -142,10 +143,41 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match self.route(request).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
+        let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+            return self
+                .route(request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+        };
+        // A browser's request: CORS applies per route.
+        let bindings = canonical_path(request.uri().path())
+            .ok()
+            .and_then(|p| self.router.at(&p).ok().map(|m| &self.paths[*m.value]));
+        let Some(bindings) = bindings else {
+            return self
+                .route(request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+        };
+        if request.method() == http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return cors::preflight(bindings, &origin, request.headers());
         }
+        let policy = bindings
+            .iter()
+            .find(|(m, _)| m.as_str() == request.method().as_str())
+            .and_then(|(_, b)| b.route.cors.clone());
+        let mut response = self
+            .route(request)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+        if let Some(policy) = policy {
+            cors::decorate(&policy, &origin, &mut response);
+        }
+        response
     }
 
     async fn route<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, ApiError>
@@ -224,6 +256,7 @@ impl Gateway {
             headers: &headers,
             body: &Json::Null,
             claims: claims.as_ref(),
+            result: None,
         };
         for requirement in &route.requires {
             let value = inputs.text(&requirement.var)?;
@@ -282,7 +315,43 @@ impl Gateway {
             [one] => json::from_value(one),
             many => Json::Array(many.iter().map(json::from_value).collect()),
         };
-        Ok(json_response(StatusCode::OK, &json))
+        let mut status = StatusCode::OK;
+        let mut extra = Vec::new();
+        if route.response != Default::default() {
+            inputs.result = Some(&json);
+            // A value the result does not have (an `err`, a `none`) leaves the default.
+            if let Some(t) = &route.response.status
+                && let Ok(text) = inputs.expand(&t.parts)
+            {
+                status = text
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .filter(|s| (200..=599).contains(&s.as_u16()))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "bad_response_status",
+                            format!("the result gave status `{text}`, not 200 to 599"),
+                        )
+                    })?;
+            }
+            for (name, template, _) in &route.response.headers {
+                if let Ok(value) = inputs.expand(&template.parts)
+                    && let (Ok(n), Ok(v)) = (
+                        http::HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    )
+                {
+                    extra.push((n, v));
+                }
+            }
+        }
+        let mut response = json_response(status, &json);
+        for (n, v) in extra {
+            response.headers_mut().append(n, v);
+        }
+        Ok(response)
     }
 }
 
@@ -359,6 +428,44 @@ fn bind(
             ),
         ));
     }
+    let result_ty = match export.signature.results.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    };
+    let status = route
+        .response
+        .status
+        .iter()
+        .zip(&route.response.status_location)
+        .map(|(t, l)| (t, l, true));
+    let headers = route.response.headers.iter().map(|(_, t, l)| (t, l, false));
+    for (template, location, is_status) in status.chain(headers) {
+        for var in template.vars() {
+            let Var::Result(path) = var else { continue };
+            let problem = match result_ty.and_then(|t| result_field(t, path)) {
+                None => Some(format!(
+                    "`{{{var}}}`: `{}` returns {}, which has no such field",
+                    export.name,
+                    result_ty.map_or_else(|| "no single value".to_string(), ValueType::describe)
+                )),
+                Some(t) if is_status && !is_integer(t) => Some(format!(
+                    "`status` from `{{{var}}}` needs an integer, and it is a {}",
+                    t.describe()
+                )),
+                Some(t) if !json::accepts_text(t) => Some(format!(
+                    "`{{{var}}}` is a {}, which is not text for a header",
+                    t.describe()
+                )),
+                Some(_) => None,
+            };
+            if let Some(p) = problem {
+                problems.push(Diagnostic::new(
+                    location.clone(),
+                    format!("route {}: {p}", route.describe()),
+                ));
+            }
+        }
+    }
     if let Some(what) = export
         .signature
         .results
@@ -376,7 +483,11 @@ fn bind(
     let uses_body = route.args.iter().any(|a| match a {
         ArgSource::Var(v) => matches!(v, Var::Body(_)),
         ArgSource::Text(t) => t.vars().any(|v| matches!(v, Var::Body(_))),
-    });
+    }) || route
+        .response
+        .headers
+        .iter()
+        .any(|(_, t, _)| t.vars().any(|v| matches!(v, Var::Body(_))));
     Ok(Binding {
         route: route.clone(),
         auth,
@@ -385,6 +496,51 @@ fn bind(
         results: export.signature.results.clone(),
         uses_body,
     })
+}
+
+/// The type of a field of a result's JSON form (`ok`/`err` of a result, a record's field, a
+/// variant's case; options are looked through). `None` if there is no such field.
+fn result_field<'a>(ty: &'a ValueType, path: &[String]) -> Option<&'a ValueType> {
+    let Some((first, rest)) = path.split_first() else {
+        let mut ty = ty;
+        while let ValueType::Option(inner) = ty {
+            ty = inner;
+        }
+        return Some(ty);
+    };
+    match ty {
+        ValueType::Option(t) => result_field(t, path),
+        ValueType::Record(fields) => fields
+            .iter()
+            .find(|(n, _)| n == first)
+            .and_then(|(_, t)| result_field(t, rest)),
+        ValueType::Result { ok, err } => match first.as_str() {
+            "ok" => ok.as_deref(),
+            "err" => err.as_deref(),
+            _ => None,
+        }
+        .and_then(|t| result_field(t, rest)),
+        ValueType::Variant(cases) => cases
+            .iter()
+            .find(|(n, _)| n == first)
+            .and_then(|(_, t)| t.as_ref())
+            .and_then(|t| result_field(t, rest)),
+        _ => None,
+    }
+}
+
+fn is_integer(ty: &ValueType) -> bool {
+    matches!(
+        ty,
+        ValueType::S8
+            | ValueType::U8
+            | ValueType::S16
+            | ValueType::U16
+            | ValueType::S32
+            | ValueType::U32
+            | ValueType::S64
+            | ValueType::U64
+    )
 }
 
 /// The path routing sees: each segment percent-decoded exactly once. Anything that could make
@@ -435,6 +591,8 @@ struct Inputs<'a> {
     headers: &'a http::HeaderMap,
     body: &'a Json,
     claims: Option<&'a auth::Claims>,
+    /// The export's result as JSON, once it has one (for `response`).
+    result: Option<&'a Json>,
 }
 
 impl Inputs<'_> {
@@ -469,6 +627,17 @@ impl Inputs<'_> {
                     format!("the token has no string or number claim `{claim}`"),
                 )),
             },
+            Var::Result(fields) => {
+                let mut current = self.result.ok_or_else(missing)?;
+                for f in fields {
+                    current = current.get(f).ok_or_else(missing)?;
+                }
+                match current {
+                    Json::String(s) => Ok(s.clone()),
+                    j @ (Json::Number(_) | Json::Bool(_)) => Ok(j.to_string()),
+                    _ => Err(missing()),
+                }
+            }
             Var::Body(fields) => match body_field(self.body, fields)? {
                 (Json::String(s), _) => Ok(s.clone()),
                 (j @ (Json::Number(_) | Json::Bool(_)), _) => Ok(j.to_string()),

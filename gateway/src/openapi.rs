@@ -205,10 +205,28 @@ fn operation(binding: &Binding) -> Json {
         (_, [one]) => schema(one),
         (_, many) => schema(&ValueType::Tuple(many.to_vec())),
     };
-    responses.insert(
-        "200".into(),
-        json!({"description": "the export's result", "content": {"application/json": {"schema": ok_schema}}}),
-    );
+    // A literal `response.status` replaces 200; one taken from the result is documented as 200.
+    let ok_status = route
+        .response
+        .status
+        .as_ref()
+        .filter(|t| t.vars().next().is_none())
+        .and_then(|t| match t.parts.as_slice() {
+            [TemplatePart::Literal(l)] => Some(l.trim().to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "200".into());
+    let mut ok = json!({"description": "the export's result", "content": {"application/json": {"schema": ok_schema}}});
+    if !route.response.headers.is_empty() {
+        let headers: Map<String, Json> = route
+            .response
+            .headers
+            .iter()
+            .map(|(name, _, _)| (name.clone(), json!({"schema": {"type": "string"}})))
+            .collect();
+        ok["headers"] = Json::Object(headers);
+    }
+    responses.insert(ok_status, ok);
     responses.insert(
         "default".into(),
         json!({"description": "an error (docs/errors.md)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),

@@ -216,9 +216,23 @@ impl Http {
         url: &str,
         body: impl Into<Bytes>,
     ) -> Result<(u16, Bytes), String> {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(url)
+        let (status, _, body) = self.exchange(method, url, body, &[]).await?;
+        Ok((status, body))
+    }
+
+    /// A request with headers; the answer's status, headers and body.
+    pub async fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, http::HeaderMap, Bytes), String> {
+        let mut builder = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
             .body(Full::new(body.into()))
             .map_err(|e| e.to_string())?;
         let response = self
@@ -227,13 +241,14 @@ impl Http {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, headers, body))
     }
 
     pub async fn get(&self, url: &str) -> Json {
