@@ -9,10 +9,13 @@ rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
 
 # Debian packages: libclang for the FoundationDB bindings (cargo feature `foundationdb`, linted
-# with --all-features, runs bindgen at build time); Python with venv for the OpenAPI validator.
+# with --all-features, runs bindgen at build time); Python with venv for the OpenAPI validator;
+# Chromium for the load-test report.
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3 python3-venv)
+# Headless Chromium opens the load tester's HTML report (loadtest/tests/report_in_chromium.rs).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
@@ -34,6 +37,12 @@ cargo build --locked -p user-activity -p stress --target wasm32-wasip2 --profile
 # not replace the demo's component).
 cargo build --locked -p user-activity --features diverge --target wasm32-wasip2 --profile guest \
   --target-dir target/variants
+
+# A server build that loses updates on purpose (cargo feature `fault-injection`), for the load
+# tester's verification test; copied aside so the normal build can take its place.
+cargo build --locked -p revenant-cli --features fault-injection
+mkdir -p target/faulty
+cp target/debug/revenant target/faulty/revenant
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings

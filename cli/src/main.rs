@@ -44,49 +44,66 @@ enum Command {
         #[command(flatten)]
         project: ProjectArgs,
     },
-    /// Drive a closed-model HTTP load at per-user routes and check per-user counters.
+    /// Drive HTTP load at per-user routes, measure it, and check every user's state.
     ///
-    /// Example: revenant loadtest --url http://127.0.0.1:8080 --users 1000 --connections 64
-    ///   --method POST --path '/user/{user}/activities'
-    ///   --body '{"kind":"bench","detail":"{n}"}' --verify-count '/user/{user}/count'
+    /// Example: revenant loadtest --scenario bench/scenarios/add-activity.yaml --url
+    ///   http://127.0.0.1:8080 --html report.html --json report.json
+    ///
+    /// Without --scenario, the flags describe a one-step scenario.
     Loadtest(LoadtestArgs),
 }
 
 #[derive(clap::Args)]
 struct LoadtestArgs {
-    /// Base URL of the service.
+    /// Scenario file (YAML): users, steps, load model, verification.
     #[arg(long)]
-    url: String,
-    /// HTTP method.
-    #[arg(long, default_value = "GET")]
-    method: http::Method,
-    /// Path; `{user}` becomes the user's key, `{n}` a per-run sequence number.
-    #[arg(long, default_value = "/")]
-    path: String,
-    /// JSON body, with the same substitutions.
+    scenario: Option<PathBuf>,
+    /// Base URL of the service (overrides the scenario's `url`).
     #[arg(long)]
-    body: Option<String>,
-    /// Number of distinct users.
-    #[arg(long, default_value_t = 1000)]
-    users: usize,
-    /// Prefix of user keys (`{prefix}{index}`).
-    #[arg(long, default_value = "")]
-    user_prefix: String,
-    /// Concurrent connections (closed model: one request in flight each).
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 2)]
-    warmup_secs: u64,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 10)]
-    duration_secs: u64,
-    /// After the run, GET this path per user and check its number against the acknowledged calls.
+    url: Option<String>,
+    /// Write the report as JSON here.
     #[arg(long)]
-    verify_count: Option<String>,
+    json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
     /// Name printed on the final `RESULT` line, for scripts.
     #[arg(long, default_value = "run")]
     name: String,
+    /// (No scenario) HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: http::Method,
+    /// (No scenario) path; `{user}` is the user's key, `{n}` the iteration, `{tag}` both.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// (No scenario) JSON body, with the same placeholders.
+    #[arg(long)]
+    body: Option<String>,
+    /// (No scenario) number of distinct users.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// (No scenario) prefix of user keys (`{prefix}{index}`).
+    #[arg(long, default_value = "")]
+    user_prefix: String,
+    /// (No scenario) closed model: this many virtual users, one request in flight each.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// (No scenario) open model at this many requests per second instead.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// (No scenario) seconds of load before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// (No scenario) seconds measured.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// (No scenario) after the run, GET this path per user and check its number against the
+    /// acknowledged calls.
+    #[arg(long)]
+    verify_count: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -133,6 +150,10 @@ fn main() -> ExitCode {
             eprintln!("error: invalid project\n{text}");
             ExitCode::from(2)
         }
+        Err(Failure::InvalidScenario(text)) => {
+            eprintln!("error: invalid scenario\n{text}");
+            ExitCode::from(2)
+        }
         Err(Failure::Other(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -143,6 +164,8 @@ fn main() -> ExitCode {
 enum Failure {
     /// The project file is wrong: the text names each problem's file, line and column.
     Invalid(String),
+    /// The load-test scenario is wrong, likewise located.
+    InvalidScenario(String),
     Other(anyhow::Error),
 }
 
@@ -260,36 +283,98 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
 }
 
 async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
-    let load = revenant_loadtest::ClosedLoad {
-        base_url: args.url.trim_end_matches('/').to_string(),
-        request: revenant_loadtest::RequestTemplate {
-            method: args.method,
-            path: args.path,
-            body: args.body,
-        },
-        users: args.users,
-        user_prefix: args.user_prefix,
-        connections: args.connections,
-        warmup: std::time::Duration::from_secs(args.warmup_secs),
-        duration: std::time::Duration::from_secs(args.duration_secs),
-        verify_count_path: args.verify_count,
+    use revenant_loadtest::scenario::{
+        CountCheck, Distribution, LoadModel, Stage, Step, Users, Verify,
     };
-    let report = revenant_loadtest::run_closed(load)
+    let scenario = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            revenant_loadtest::Scenario::parse(&path.display().to_string(), &text)
+                .map_err(Failure::InvalidScenario)?
+        }
+        None => {
+            let duration = std::time::Duration::from_secs(args.duration_secs);
+            let warmup = std::time::Duration::from_secs(args.warmup_secs);
+            revenant_loadtest::Scenario {
+                name: args.name.clone(),
+                url: None,
+                users: Users {
+                    count: args.users,
+                    key: format!("{}{{index}}", args.user_prefix),
+                    distribution: Distribution::Uniform,
+                },
+                steps: vec![Step {
+                    name: "request".into(),
+                    method: args.method.clone(),
+                    path: args.path.clone(),
+                    body: args.body.clone(),
+                    headers: Vec::new(),
+                    expect_status: 200,
+                    extract: Vec::new(),
+                    counts: args.verify_count.is_some(),
+                }],
+                load: match args.rate {
+                    Some(rate) => LoadModel::Open {
+                        start_rate: rate,
+                        stages: vec![Stage {
+                            target: rate,
+                            duration: duration + warmup,
+                        }],
+                        max_in_flight: revenant_loadtest::limits::IN_FLIGHT_DEFAULT,
+                    },
+                    None => LoadModel::Closed {
+                        virtual_users: args.connections,
+                        think_time: std::time::Duration::ZERO,
+                    },
+                },
+                duration,
+                warmup,
+                verify: Verify {
+                    count: args.verify_count.clone().map(|path| CountCheck {
+                        path,
+                        pointer: String::new(),
+                    }),
+                    items: None,
+                },
+                retries: 2,
+                timeout: std::time::Duration::from_secs(10),
+            }
+        }
+    };
+    let options = revenant_loadtest::RunOptions {
+        url: args.url.clone(),
+        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = revenant_loadtest::run(&scenario, &options)
         .await
         .map_err(|e| Failure::Other(e.into()))?;
     print!("{report}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.to_html())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     println!(
-        "RESULT {} {:.0} {:.2} {:.2} {}",
+        "RESULT {} {:.0} {:.2} {:.2} {} {:.0} {}",
         args.name,
-        report.rate(),
-        report.percentile_ms(0.5),
-        report.percentile_ms(0.99),
-        report.errors.values().sum::<u64>()
+        report.achieved_rate,
+        report.latency.p50_ms,
+        report.latency.p99_ms,
+        report.errors.values().sum::<u64>(),
+        report.offered_rate,
+        report.late
     );
-    if !report.verify_failures.is_empty() {
+    if !report.passed {
+        let v = &report.verification;
+        let users: std::collections::BTreeSet<&str> = v.problems.iter().map(|p| p.user()).collect();
         return Err(Failure::Other(anyhow::anyhow!(
-            "{} users' state disagrees with what the server acknowledged",
-            report.verify_failures.len()
+            "verification failed: {} problems, users: {}",
+            v.problems.len() + v.problems_not_listed,
+            users.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
     Ok(())

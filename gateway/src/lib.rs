@@ -11,6 +11,8 @@ pub mod auth;
 mod cors;
 pub mod deploy;
 mod error;
+#[cfg(feature = "fault-injection")]
+mod faults;
 pub mod json;
 pub mod limits;
 pub mod openapi;
@@ -235,6 +237,8 @@ impl Gateway {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let query = parse_query(request.uri().query().unwrap_or(""))?;
+        #[cfg(feature = "fault-injection")]
+        let method = request.method().clone();
         let headers = request.headers().clone();
         let idempotency_key = match request.headers().get("idempotency-key") {
             Some(v) => Some(
@@ -297,6 +301,10 @@ impl Gateway {
                     json::text_to_value(&text, ty, name).map_err(ApiError::bad_argument)?
                 }
             });
+        }
+        #[cfg(feature = "fault-injection")]
+        if faults::lose_update(&worker_name, &method) {
+            return Ok(json_response(StatusCode::OK, &Json::Null));
         }
         let worker = WorkerId::new(route.component.clone(), worker_name);
         let results = self

@@ -1,94 +1,108 @@
-//! The load tester against a server whose behaviour is known: a per-user counter on 127.0.0.1,
-//! honest or deliberately losing updates.
+//! Per-user verification against servers whose faults are known: an honest one passes; a lost
+//! update, a duplicate and a leak into another user's state each fail the run, naming the user.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use revenant_loadtest::{ClosedLoad, RequestTemplate, run_closed};
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-/// POST /c/{user} increments the user's counter (but every `lose_every`-th increment of user
-/// `lossy_user` is acknowledged and dropped); GET /c/{user} answers it.
-async fn counter_server(lossy_user: Option<&'static str>, lose_every: u64) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let counters: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let counters = counters.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let counters = counters.clone();
-                    async move {
-                        let user = request.uri().path().trim_start_matches("/c/").to_string();
-                        let mut map = counters.lock().unwrap();
-                        let (stored, seen) = map.entry(user.clone()).or_default();
-                        if request.method() == hyper::Method::POST {
-                            *seen += 1;
-                            let lose = Some(user.as_str()) == lossy_user && *seen % lose_every == 0;
-                            if !lose {
-                                *stored += 1;
-                            }
-                        }
-                        let body = stored.to_string();
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    url
+use revenant_loadtest::verify::Problem;
+use revenant_loadtest::{RunOptions, Scenario, run};
+use support::{Fault, counter_server};
+
+fn scenario(model: &str) -> Scenario {
+    let text = format!(
+        "name: counters
+users: {{count: 20, key: \"u{{index}}\"}}
+steps:
+  - name: add
+    method: POST
+    path: /c/{{user}}
+    body: '{{\"tag\": \"{{tag}}\"}}'
+    counts: true
+load: {model}
+duration_s: 1
+verify:
+  count: {{path: \"/c/{{user}}\"}}
+  items: {{path: \"/c/{{user}}/items\", tag: /tag}}
+"
+    );
+    Scenario::parse("counters.yaml", &text).unwrap()
 }
 
-fn load(url: String) -> ClosedLoad {
-    ClosedLoad {
-        base_url: url,
-        request: RequestTemplate {
-            method: http::Method::POST,
-            path: "/c/{user}".into(),
-            body: Some("{}".into()),
-        },
-        users: 50,
-        user_prefix: "u".into(),
-        connections: 8,
-        warmup: Duration::ZERO,
-        duration: Duration::from_millis(500),
-        verify_count_path: Some("/c/{user}".into()),
+async fn run_against(fault: Fault, model: &str) -> revenant_loadtest::Report {
+    let url = counter_server(fault);
+    let options = RunOptions {
+        url: Some(url),
+        progress: false,
+    };
+    run(&scenario(model), &options).await.unwrap()
+}
+
+const CLOSED: &str = "{model: closed, virtual_users: 8}";
+const OPEN: &str = "{model: open, rate: 400}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_server_passes_in_both_models() {
+    for model in [CLOSED, OPEN] {
+        let report = run_against(Fault::None, model).await;
+        assert!(report.passed, "{report}");
+        assert!(report.ok > 100, "{report}");
+        assert_eq!(report.requests, report.ok, "{report}");
+        assert_eq!(report.latency.count, report.ok);
+        assert_eq!(report.verification.users_checked, 20);
+        assert_eq!(
+            report.verification.acknowledged, report.ok,
+            "every acknowledged call is in a ledger (no warm-up)"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_honest_server_passes_verification_and_requests_are_counted() {
-    let report = run_closed(load(counter_server(None, 1).await))
-        .await
-        .unwrap();
-    assert!(report.ok > 50, "{report}");
-    assert_eq!(report.requests, report.ok, "{report}");
-    assert_eq!(report.latency_us.len(), report.ok);
-    assert_eq!(report.verified_users, 50);
-    assert!(report.verify_failures.is_empty(), "{report}");
+async fn a_lost_update_fails_the_run_and_names_the_user() {
+    let report = run_against(Fault::Lose("u7", 3), CLOSED).await;
+    assert!(!report.passed);
+    let users: Vec<&str> = report
+        .verification
+        .problems
+        .iter()
+        .map(Problem::user)
+        .collect();
+    assert!(users.iter().all(|u| *u == "u7"), "{report}");
+    assert!(
+        report.verification.problems.iter().any(
+            |p| matches!(p, Problem::Lost { detail, .. } if detail.contains("the server counts"))
+        ),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_update_fails_verification_and_names_the_user() {
-    let report = run_closed(load(counter_server(Some("u7"), 3).await))
-        .await
-        .unwrap();
-    let failing: Vec<&str> = report
-        .verify_failures
-        .iter()
-        .map(|f| f.0.as_str())
-        .collect();
-    assert_eq!(failing, vec!["u7"], "{report}");
-    let (_, acked, _, counter) = &report.verify_failures[0];
-    assert!(counter < acked);
+async fn a_duplicate_fails_the_run_and_names_the_user() {
+    let report = run_against(Fault::Duplicate("u3", 2), CLOSED).await;
+    assert!(!report.passed);
+    assert!(
+        report
+            .verification
+            .problems
+            .iter()
+            .all(|p| matches!(p, Problem::Duplicated { user, .. } if user == "u3")),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_another_users_state_is_a_leak_naming_both() {
+    let report = run_against(Fault::Leak("u1", "u2"), CLOSED).await;
+    assert!(!report.passed);
+    let problems = &report.verification.problems;
+    assert!(
+        problems.iter().any(
+            |p| matches!(p, Problem::Leaked { user, from, .. } if user == "u2" && from == "u1")
+        ),
+        "{report}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Problem::Lost { user, .. } if user == "u1")),
+        "{report}"
+    );
 }

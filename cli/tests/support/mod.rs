@@ -84,7 +84,30 @@ impl Server {
     }
 
     fn spawn(config: &Path, data: &Path, admin: bool) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_revenant"));
+        Self::spawn_binary(
+            Path::new(env!("CARGO_BIN_EXE_revenant")),
+            config,
+            data,
+            admin,
+            &[],
+        )
+    }
+
+    /// Starts another build of `revenant` (e.g. the fault-injection one), with extra
+    /// environment variables.
+    pub fn start_binary(binary: &Path, config: &Path, data: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn_binary(binary, config, data, false, env)
+    }
+
+    fn spawn_binary(
+        binary: &Path,
+        config: &Path,
+        data: &Path,
+        admin: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(binary);
+        command.envs(env.iter().copied());
         if admin {
             command.args(["serve", "--admin-listen", "127.0.0.1:0"]);
         } else {
