@@ -18,7 +18,10 @@ pub struct RouteSpec {
     pub method: Spanned<String>,
     pub path: Spanned<String>,
     pub component: Spanned<String>,
-    pub worker: Spanned<String>,
+    /// Which worker keeps the state; absent for `durable: false` routes.
+    pub worker: Option<Spanned<String>>,
+    /// `false` runs the call on a fresh instance and records nothing (default `true`).
+    pub durable: Option<Spanned<bool>>,
     pub call: Spanned<String>,
     #[serde(default)]
     pub args: Vec<Spanned<String>>,
@@ -174,7 +177,10 @@ pub struct Route {
     pub method: Method,
     pub path: PathTemplate,
     pub component: String,
+    /// Empty for ephemeral routes.
     pub worker: Template,
+    /// False: the call runs on a fresh instance, recording nothing.
+    pub durable: bool,
     pub call: String,
     pub args: Vec<ArgSource>,
     /// Status for `result::err`, if the route sets one; the body is then the error itself.
@@ -285,38 +291,56 @@ pub fn compile(
                 format!("unknown component `{}`", spec.component.as_str()),
             ));
         }
-        let worker = match Template::parse(&spec.worker, &params) {
-            Ok(t) if t.vars().any(|v| matches!(v, Var::Body(_))) => {
+        let durable = spec.durable.as_ref().is_none_or(|d| **d);
+        let worker = match (&spec.worker, durable) {
+            (None, true) => {
                 problems.push(Diagnostic::new(
-                    at(spec.worker.span()),
-                    "a worker name cannot come from the body: it must be known before the \
-                     body is read",
+                    at(spec.method.span()),
+                    "a durable route needs `worker`: which worker keeps the state",
                 ));
                 None
             }
-            Ok(t) if spec.auth.is_none() && t.vars().any(|v| matches!(v, Var::Jwt(_))) => {
+            (None, false) => Some(Template { parts: Vec::new() }),
+            (Some(w), false) => {
                 problems.push(Diagnostic::new(
-                    at(spec.worker.span()),
-                    "`{jwt.*}` needs the route to have `auth`",
+                    at(w.span()),
+                    "a route with `durable: false` runs on a fresh instance: it has no `worker`",
                 ));
                 None
             }
-            Ok(t) if t.vars().any(|v| matches!(v, Var::Result(_))) => {
-                problems.push(Diagnostic::new(
-                    at(spec.worker.span()),
-                    "`{result}` is only for `response`",
-                ));
-                None
-            }
-            Ok(t) if t.parts.is_empty() => {
-                problems.push(Diagnostic::new(at(spec.worker.span()), "empty worker name"));
-                None
-            }
-            Ok(t) => Some(t),
-            Err(m) => {
-                problems.push(Diagnostic::new(at(spec.worker.span()), m));
-                None
-            }
+            (Some(spec_worker), true) => match Template::parse(spec_worker, &params) {
+                Ok(t) if t.vars().any(|v| matches!(v, Var::Body(_))) => {
+                    problems.push(Diagnostic::new(
+                        at(spec_worker.span()),
+                        "a worker name cannot come from the body: it must be known before the \
+                         body is read",
+                    ));
+                    None
+                }
+                Ok(t) if spec.auth.is_none() && t.vars().any(|v| matches!(v, Var::Jwt(_))) => {
+                    problems.push(Diagnostic::new(
+                        at(spec_worker.span()),
+                        "`{jwt.*}` needs the route to have `auth`",
+                    ));
+                    None
+                }
+                Ok(t) if t.vars().any(|v| matches!(v, Var::Result(_))) => {
+                    problems.push(Diagnostic::new(
+                        at(spec_worker.span()),
+                        "`{result}` is only for `response`",
+                    ));
+                    None
+                }
+                Ok(t) if t.parts.is_empty() => {
+                    problems.push(Diagnostic::new(at(spec_worker.span()), "empty worker name"));
+                    None
+                }
+                Ok(t) => Some(t),
+                Err(m) => {
+                    problems.push(Diagnostic::new(at(spec_worker.span()), m));
+                    None
+                }
+            },
         };
         if spec.call.trim().is_empty() {
             problems.push(Diagnostic::new(at(spec.call.span()), "empty `call`"));
@@ -419,6 +443,7 @@ pub fn compile(
                 path,
                 component: spec.component.to_string(),
                 worker,
+                durable,
                 call: spec.call.trim().to_string(),
                 args,
                 error_status: spec.error_status.as_ref().map(|s| **s),

@@ -215,3 +215,54 @@ fn response_mappings_are_checked_against_the_result_type() {
         assert!(stderr.contains("revenant.yaml:"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_with_durable_false_runs_on_a_fresh_instance_and_records_nothing() {
+    let (dir, config) = project(
+        "  - method: POST
+    path: /preview/activities
+    component: user-activity
+    call: add-activity
+    args: [\"{body.kind}\", \"{body.detail}\"]
+    durable: false
+  - method: GET
+    path: /user/{user-id}/count
+    component: user-activity
+    worker: user-{user-id}
+    call: count
+",
+    );
+    let data = dir.path().join("data");
+    let server = Server::start(&config, &data);
+    let http = Http::new();
+    for _ in 0..3 {
+        let n = http
+            .post(
+                &format!("{}/preview/activities", server.url),
+                json!({"kind": "k", "detail": "d"}),
+            )
+            .await;
+        assert_eq!(n, json!(1), "each call starts from a fresh instance");
+    }
+    assert_eq!(
+        http.get(&format!("{}/user/x/count", server.url)).await,
+        json!(0)
+    );
+
+    // A durable route needs a worker; an ephemeral one has none.
+    for (routes, expected) in [
+        (
+            "  - method: GET\n    path: /c\n    component: user-activity\n    call: count\n",
+            "a durable route needs `worker`",
+        ),
+        (
+            "  - method: GET\n    path: /c\n    component: user-activity\n    worker: w\n    call: count\n    durable: false\n",
+            "has no `worker`",
+        ),
+    ] {
+        let (dir, config) = project(routes);
+        let (code, stderr, _) = refused("check", dir.path(), &config);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

@@ -306,11 +306,16 @@ impl Gateway {
         if faults::lose_update(&worker_name, &method) {
             return Ok(json_response(StatusCode::OK, &Json::Null));
         }
-        let worker = WorkerId::new(route.component.clone(), worker_name);
-        let results = self
-            .runtime
-            .invoke(worker, &binding.export, args, idempotency_key)
-            .await?;
+        let results = if route.durable {
+            let worker = WorkerId::new(route.component.clone(), worker_name);
+            self.runtime
+                .invoke(worker, &binding.export, args, idempotency_key)
+                .await?
+        } else {
+            self.runtime
+                .invoke_ephemeral(&route.component, &binding.export, args)
+                .await?
+        };
         if let (Some(status), [revenant_runtime::Value::Result(Err(error))]) =
             (route.error_status, results.as_slice())
         {

@@ -44,6 +44,9 @@ pub(crate) enum Mode {
         expected: VecDeque<HostCallRecord>,
         then_live: Option<Arc<Journal>>,
     },
+    /// An ephemeral call: nothing is recorded and nothing will be replayed, so host calls go
+    /// straight to the real world.
+    Ephemeral,
 }
 
 pub(crate) struct Durability {
@@ -64,6 +67,10 @@ impl Durability {
             mode: Mode::Idle,
             divergence: Arc::default(),
         }
+    }
+
+    pub fn begin_ephemeral(&mut self) {
+        self.mode = Mode::Ephemeral;
     }
 
     pub fn begin_live(&mut self, journal: Arc<Journal>) {
@@ -91,7 +98,7 @@ impl Durability {
     /// this time.
     pub fn finish(&mut self) -> Result<(), String> {
         match std::mem::replace(&mut self.mode, Mode::Idle) {
-            Mode::Idle | Mode::Live { .. } => Ok(()),
+            Mode::Idle | Mode::Live { .. } | Mode::Ephemeral => Ok(()),
             Mode::Replay { expected, .. } => match expected.front() {
                 None => Ok(()),
                 Some(next) => Err(format!(
@@ -165,6 +172,7 @@ impl Durability {
                     });
                     Ok(response)
                 }
+                Mode::Ephemeral => Ok(live(self.environment.as_ref())),
                 _ => Err(wasmtime::Error::msg(format!(
                     "host call {interface}.{function} outside of an invocation cannot be recorded"
                 ))),

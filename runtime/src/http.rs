@@ -212,6 +212,13 @@ impl WasiHttpHooks for Durability {
                 *divergence.lock().expect("divergence lock") = Some(message.clone());
                 Box::new(std::future::ready(Err(failed(message))))
             }
+            Ok(None) if matches!(self.mode, Mode::Ephemeral) => {
+                let client = self.http.clone();
+                Box::new(async move {
+                    let (parts, body) = read_request(request).await?;
+                    response_from(&perform(&client, parts, body).await)
+                })
+            }
             Ok(None) => {
                 let Mode::Live { journal } = &self.mode else {
                     return Box::new(std::future::ready(Err(failed(

@@ -9,6 +9,7 @@
 mod component;
 mod durability;
 mod environment;
+mod ephemeral;
 mod error;
 mod http;
 mod journal;
@@ -116,6 +117,8 @@ pub struct Runtime {
     http: http::HttpClient,
     shared: Arc<Shared>,
     ticker_stop: Arc<AtomicBool>,
+    /// Slots for ephemeral calls (`ephemeral.rs`).
+    ephemeral: tokio::sync::Semaphore,
 }
 
 impl Drop for Runtime {
@@ -171,6 +174,7 @@ impl Runtime {
             http: http::client(),
             shared: Arc::new(Shared::new()),
             ticker_stop,
+            ephemeral: ephemeral::slots(),
         }))
     }
 

@@ -36,6 +36,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How long a call waits for an evicted worker to leave when all slots are taken.
 pub const EVICTION_WAIT: Duration = Duration::from_secs(5);
 
+/// Ephemeral calls running at once, each on its own instance (guest memory up to the cap):
+/// past this, a call waits up to `EVICTION_WAIT` for a slot, then is refused.
+pub const EPHEMERAL_CALLS_MAX: usize = 256;
+
 /// Most bytes one `get-random-bytes` call may ask for: the response is recorded in one oplog
 /// entry, which must stay under the storage entry limit.
 pub const RANDOM_BYTES_MAX: u64 = 16 * 1024;
