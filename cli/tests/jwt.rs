@@ -111,6 +111,22 @@ impl Fixture {
         }
     }
 
+    /// GET /me/count with `token`: the count of the token's user.
+    async fn my_count(&self, token: &str) -> Json {
+        let (status, body) = self
+            .http
+            .request_with(
+                "GET",
+                &format!("{}/me/count", self.server.url),
+                None,
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     async fn add(&self, user: &str, token: Option<&str>) -> (u16, Json) {
         let url = format!("{}/user/{user}/activities", self.server.url);
         let auth = token.map(|t| format!("Bearer {t}"));
@@ -193,17 +209,7 @@ async fn the_jwt_matrix() {
         );
     }
     // A template may use a claim: /me/count is Alice's worker when Alice calls it.
-    let (status, count) = f
-        .http
-        .request_with(
-            "GET",
-            &format!("{}/me/count", f.server.url),
-            None,
-            &[("authorization", &format!("Bearer {}", valid[0].1))],
-        )
-        .await
-        .unwrap();
-    assert_eq!((status, count), (200, json!(valid.len())));
+    assert_eq!(f.my_count(&valid[0].1).await, json!(valid.len()));
 
     // Refused, each for its own reason.
     let header_none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"rsa-1"}"#);
@@ -332,27 +338,7 @@ async fn the_jwt_matrix() {
         assert!(message.contains(reason), "{what}: {message}");
     }
     // Nothing refused reached a worker: Alice has exactly the accepted calls, Bob has none.
-    let (_, count) = f
-        .http
-        .request_with(
-            "GET",
-            &format!("{}/me/count", f.server.url),
-            None,
-            &[("authorization", &format!("Bearer {}", valid[0].1))],
-        )
-        .await
-        .unwrap();
-    assert_eq!(count, json!(valid.len()));
+    assert_eq!(f.my_count(&valid[0].1).await, json!(valid.len()));
     let bob = sign(Algorithm::RS256, "rsa-1", &rsa(), &claims("bob"));
-    let (_, bob_count) = f
-        .http
-        .request_with(
-            "GET",
-            &format!("{}/me/count", f.server.url),
-            None,
-            &[("authorization", &format!("Bearer {bob}"))],
-        )
-        .await
-        .unwrap();
-    assert_eq!(bob_count, json!(0));
+    assert_eq!(f.my_count(&bob).await, json!(0));
 }

@@ -200,10 +200,22 @@ pub fn text_to_value(text: &str, ty: &ValueType, path: &str) -> Result<Value, St
 
 /// Whether a parameter of this type can be given as text (a path segment or a template).
 pub fn accepts_text(ty: &ValueType) -> bool {
+    is_integer(ty)
+        || matches!(
+            ty,
+            ValueType::Bool
+                | ValueType::F32
+                | ValueType::F64
+                | ValueType::Char
+                | ValueType::String
+                | ValueType::Enum(_)
+        )
+}
+
+pub fn is_integer(ty: &ValueType) -> bool {
     matches!(
         ty,
-        ValueType::Bool
-            | ValueType::S8
+        ValueType::S8
             | ValueType::U8
             | ValueType::S16
             | ValueType::U16
@@ -211,11 +223,6 @@ pub fn accepts_text(ty: &ValueType) -> bool {
             | ValueType::U32
             | ValueType::S64
             | ValueType::U64
-            | ValueType::F32
-            | ValueType::F64
-            | ValueType::Char
-            | ValueType::String
-            | ValueType::Enum(_)
     )
 }
 

@@ -461,7 +461,7 @@ fn bind(
                     export.name,
                     result_ty.map_or_else(|| "no single value".to_string(), ValueType::describe)
                 )),
-                Some(t) if is_status && !is_integer(t) => Some(format!(
+                Some(t) if is_status && !json::is_integer(t) => Some(format!(
                     "`status` from `{{{var}}}` needs an integer, and it is a {}",
                     t.describe()
                 )),
@@ -540,20 +540,6 @@ fn result_field<'a>(ty: &'a ValueType, path: &[String]) -> Option<&'a ValueType>
             .and_then(|t| result_field(t, rest)),
         _ => None,
     }
-}
-
-fn is_integer(ty: &ValueType) -> bool {
-    matches!(
-        ty,
-        ValueType::S8
-            | ValueType::U8
-            | ValueType::S16
-            | ValueType::U16
-            | ValueType::S32
-            | ValueType::U32
-            | ValueType::S64
-            | ValueType::U64
-    )
 }
 
 /// The path routing sees: each segment percent-decoded exactly once. Anything that could make

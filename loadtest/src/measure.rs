@@ -70,6 +70,8 @@ pub(crate) struct Recorder {
     /// Iterations the open model could not start within `LATE_SEND` of their intended time.
     pub late: u64,
     pub offered: u64,
+    /// When the last request of the measured window ended.
+    pub last_completion: Instant,
     pub series: Vec<Second>,
     current: Second,
     current_hist: Histogram<u64>,
@@ -89,6 +91,7 @@ impl Recorder {
             requests: 0,
             late: 0,
             offered: 0,
+            last_completion: start + warmup,
             series: Vec::new(),
             current: Second::default(),
             current_hist: histogram(2),
@@ -142,6 +145,7 @@ impl Recorder {
             return;
         }
         self.requests += 1;
+        self.last_completion = self.last_completion.max(now);
         match outcome {
             Ok(()) => {
                 self.ok += 1;
@@ -175,6 +179,14 @@ impl Recorder {
     /// Closes the last second.
     pub fn finish(&mut self, now: Instant) {
         self.roll(now + Duration::from_secs(1));
+    }
+
+    /// Seconds from the start of the measured window to its last answer: longer than the
+    /// window when answers queue.
+    pub fn answering_seconds(&self) -> f64 {
+        self.last_completion
+            .saturating_duration_since(self.measure_from)
+            .as_secs_f64()
     }
 
     /// The last complete second, for the progress line.

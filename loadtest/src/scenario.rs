@@ -532,6 +532,14 @@ verify: {count: {path: \"/c/{user}\"}}
     }
 
     #[test]
+    fn the_demo_scenario_parses() {
+        let text = include_str!("../../examples/user-activity/loadtest.yaml");
+        let s = Scenario::parse("loadtest.yaml", text).unwrap();
+        assert_eq!(s.steps.len(), 2);
+        assert!(s.verify.items.is_some());
+    }
+
+    #[test]
     fn ramps_interpolate() {
         let stages = [
             Stage {

@@ -7,13 +7,13 @@ use crate::Runtime;
 use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::HostState;
 use crate::error::InvokeError;
-use crate::limits::{EPHEMERAL_CALLS_MAX, EPOCH_TICK, EVICTION_WAIT};
+use crate::limits::{EPHEMERAL_CALLS_MAX, EVICTION_WAIT};
 use crate::values::{from_val, to_val};
+use crate::worker::{arm_deadline, guest_store};
 use revenant_storage::Value;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use wasmtime::component::Val;
-use wasmtime::{Store, UpdateDeadline};
 
 /// Bounds how many ephemeral instances exist at once.
 pub(crate) fn slots() -> Semaphore {
@@ -29,29 +29,7 @@ impl Runtime {
         function: &str,
         args: Vec<Value>,
     ) -> Result<Vec<Value>, InvokeError> {
-        let loaded = self
-            .loaded(component)
-            .ok_or_else(|| InvokeError::UnknownComponent(component.to_string()))?;
-        let export = loaded
-            .info
-            .resolve(function)
-            .map_err(|_| InvokeError::UnknownFunction {
-                component: component.to_string(),
-                function: function.to_string(),
-            })?
-            .clone();
-        let params = &export.signature.params;
-        if params.len() != args.len() {
-            return Err(InvokeError::BadArguments(format!(
-                "`{}` takes {} argument(s), got {}",
-                export.name,
-                params.len(),
-                args.len()
-            )));
-        }
-        for ((name, ty), value) in params.iter().zip(&args) {
-            ty.check(value, name).map_err(InvokeError::BadArguments)?;
-        }
+        let (loaded, export) = self.resolve_call(component, function, &args)?;
         let _slot = tokio::time::timeout(EVICTION_WAIT, self.ephemeral.acquire())
             .await
             .map_err(|_| InvokeError::TooManyWorkers(EPHEMERAL_CALLS_MAX))?
@@ -65,27 +43,16 @@ impl Runtime {
         export: &ExportInfo,
         args: &[Value],
     ) -> Result<Vec<Value>, InvokeError> {
-        let mut store = Store::new(
+        let mut store = guest_store(
             &self.engine,
             HostState::new(
                 self.environment.clone(),
                 self.http.clone(),
                 self.limits.guest_memory_bytes,
             ),
+            || false,
         );
-        store.limiter(|s| &mut s.limiter);
-        store.data_mut().ticks_left =
-            (self.limits.invocation_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.epoch_deadline_callback(|mut ctx| {
-            let state = ctx.data_mut();
-            if state.ticks_left == 0 {
-                state.deadline_exceeded = true;
-                return Err(wasmtime::Error::msg("the invocation's deadline passed"));
-            }
-            state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
-        });
-        store.set_epoch_deadline(1);
+        arm_deadline(&mut store, self.limits.invocation_timeout);
         store.data_mut().durability.begin_ephemeral();
         let instance = loaded
             .pre

@@ -228,6 +228,40 @@ impl Runtime {
         info
     }
 
+    /// The component and export a call names, with its arguments checked against the
+    /// export's parameter types.
+    fn resolve_call(
+        &self,
+        component: &str,
+        function: &str,
+        args: &[Value],
+    ) -> Result<(Arc<LoadedComponent>, ExportInfo), InvokeError> {
+        let loaded = self
+            .loaded(component)
+            .ok_or_else(|| InvokeError::UnknownComponent(component.to_string()))?;
+        let export = loaded
+            .info
+            .resolve(function)
+            .map_err(|_| InvokeError::UnknownFunction {
+                component: component.to_string(),
+                function: function.to_string(),
+            })?
+            .clone();
+        let params = &export.signature.params;
+        if params.len() != args.len() {
+            return Err(InvokeError::BadArguments(format!(
+                "`{}` takes {} argument(s), got {}",
+                export.name,
+                params.len(),
+                args.len()
+            )));
+        }
+        for ((name, ty), value) in params.iter().zip(args) {
+            ty.check(value, name).map_err(InvokeError::BadArguments)?;
+        }
+        Ok((loaded, export))
+    }
+
     fn loaded(&self, name: &str) -> Option<Arc<LoadedComponent>> {
         self.components
             .read()
@@ -252,30 +286,8 @@ impl Runtime {
         if let Some(key) = &idempotency_key {
             check_idempotency_key(key)?;
         }
-        let component = self
-            .loaded(&worker.component)
-            .ok_or_else(|| InvokeError::UnknownComponent(worker.component.clone()))?;
         check_worker_name(&worker.name)?;
-        let export = component
-            .info
-            .resolve(function)
-            .map_err(|_| InvokeError::UnknownFunction {
-                component: worker.component.clone(),
-                function: function.to_string(),
-            })?
-            .clone();
-        let params = &export.signature.params;
-        if params.len() != args.len() {
-            return Err(InvokeError::BadArguments(format!(
-                "`{}` takes {} argument(s), got {}",
-                export.name,
-                params.len(),
-                args.len()
-            )));
-        }
-        for ((name, ty), value) in params.iter().zip(&args) {
-            ty.check(value, name).map_err(InvokeError::BadArguments)?;
-        }
+        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
 
         let (reply, answer) = oneshot::channel();
         let mut invocation = Invocation {

@@ -315,22 +315,32 @@ async fn stored_outcome(
 }
 
 fn new_store(ctx: &WorkerContext) -> Store<HostState> {
-    let mut store = Store::new(
+    let flags = ctx.flags.clone();
+    guest_store(
         &ctx.engine,
         HostState::new(
             ctx.environment.clone(),
             ctx.http.clone(),
             ctx.limits.guest_memory_bytes,
         ),
-    );
+        move || flags.interrupt.load(Ordering::SeqCst),
+    )
+}
+
+/// A store whose guest's memory is capped and which, at every epoch tick, yields to other tasks;
+/// it is stopped when `interrupted()` says so or its budget of ticks is spent. The tick is real
+/// time: an interruption cannot land at the same point on replay, which is why an interrupted
+/// invocation is recorded as failed and skipped.
+pub(crate) fn guest_store(
+    engine: &Engine,
+    state: HostState,
+    interrupted: impl Fn() -> bool + Send + Sync + 'static,
+) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    // Every epoch tick the guest yields to other tasks; when its budget is spent it is
-    // interrupted. The tick is real time: an interruption cannot land at the same point on
-    // replay, which is why an interrupted invocation is recorded as failed and skipped.
-    let flags = ctx.flags.clone();
     store.epoch_deadline_callback(move |mut ctx| {
         let state = ctx.data_mut();
-        if flags.interrupt.load(Ordering::SeqCst) {
+        if interrupted() {
             state.interrupted = true;
             return Err(wasmtime::Error::msg("interrupted by an operator"));
         }
@@ -345,7 +355,7 @@ fn new_store(ctx: &WorkerContext) -> Store<HostState> {
 }
 
 /// Gives the next call into the guest `timeout` of epoch ticks.
-fn arm_deadline(store: &mut Store<HostState>, timeout: std::time::Duration) {
+pub(crate) fn arm_deadline(store: &mut Store<HostState>, timeout: std::time::Duration) {
     let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     let state = store.data_mut();
     state.ticks_left = ticks;

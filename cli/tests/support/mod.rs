@@ -143,7 +143,11 @@ impl Server {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok((true, u)) => admin_url = Some(u),
                 Ok((false, u)) => url = Some(u),
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait();
+                    panic!("revenant exited before listening ({status:?}); its stderr is above");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     panic!("revenant did not report its addresses within 60 s");
                 }
@@ -208,26 +212,9 @@ impl Http {
         headers: &[(&str, &str)],
     ) -> Result<(u16, Json), String> {
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("content-type", "application/json");
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(Full::new(bytes)).map_err(|e| e.to_string())?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let mut with_type = vec![("content-type", "application/json")];
+        with_type.extend_from_slice(headers);
+        let (status, _, body) = self.exchange(method, url, bytes, &with_type).await?;
         let json = serde_json::from_slice(&body).map_err(|e| format!("{e}: {body:?}"))?;
         Ok((status, json))
     }
