@@ -36,6 +36,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How long a call waits for an evicted worker to leave when all slots are taken.
 pub const EVICTION_WAIT: Duration = Duration::from_secs(5);
 
+/// Slots looked at, least recently used first, for one not already asked to leave: past that
+/// many pending evictions a call waits for space instead of asking yet another worker.
+pub const EVICTION_SCAN: usize = 64;
+
 /// Ephemeral calls running at once, each on its own instance (guest memory up to the cap):
 /// past this, a call waits up to `EVICTION_WAIT` for a slot, then is refused.
 pub const EPHEMERAL_CALLS_MAX: usize = 256;

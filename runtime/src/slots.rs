@@ -7,20 +7,21 @@
 //! task keeps its `lifetime` lock until it has answered everything in its mailbox, and a
 //! successor for the same worker takes the same lock before it activates.
 
+use crate::limits::EVICTION_SCAN;
 use crate::worker::Invocation;
 use revenant_storage::WorkerId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 pub(crate) struct Slot {
     pub sender: mpsc::Sender<Invocation>,
     pub lifetime: Arc<tokio::sync::Mutex<()>>,
     pub evict: Arc<Notify>,
     pub flags: Arc<WorkerFlags>,
-    last_used_us: AtomicU64,
+    /// Asked to leave to make room: not asked again until it is used again.
+    leaving: AtomicBool,
 }
 
 /// What the worker's task shares with the rest of the runtime while it lives.
@@ -32,9 +33,11 @@ pub(crate) struct WorkerFlags {
     pub interrupt: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Default)]
 struct Slots {
-    live: HashMap<WorkerId, Slot>,
+    /// In order of use: a call moves its worker to the front, eviction looks from the back.
+    /// A plain map scanned for the oldest made every miss at the cap cost a pass over all
+    /// slots under this lock (found by the 10,000-user benchmark).
+    live: lru::LruCache<WorkerId, Slot>,
     /// Lifetimes of tasks that left `live` but are still answering their last calls.
     retiring: HashMap<WorkerId, Arc<tokio::sync::Mutex<()>>>,
 }
@@ -44,7 +47,6 @@ pub(crate) struct Shared {
     slots: Mutex<Slots>,
     /// Signalled whenever a slot frees up.
     pub space: Notify,
-    start: Instant,
 }
 
 /// What `Shared::get_or_reserve` found.
@@ -65,20 +67,18 @@ pub(crate) enum Reserve {
 impl Shared {
     pub fn new() -> Self {
         Self {
-            slots: Mutex::default(),
+            slots: Mutex::new(Slots {
+                live: lru::LruCache::unbounded(),
+                retiring: HashMap::new(),
+            }),
             space: Notify::new(),
-            start: Instant::now(),
         }
-    }
-
-    fn now_us(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
     }
 
     /// Asks every worker in memory to leave; returns how many remain or are still leaving.
     pub fn evict_all(&self) -> usize {
         let slots = self.slots.lock().expect("slots lock");
-        for slot in slots.live.values() {
+        for (_, slot) in slots.live.iter() {
             slot.evict.notify_one();
         }
         slots.live.len() + slots.retiring.len()
@@ -87,7 +87,7 @@ impl Shared {
     /// The flags of a worker in memory.
     pub fn flags(&self, worker: &WorkerId) -> Option<Arc<WorkerFlags>> {
         let slots = self.slots.lock().expect("slots lock");
-        slots.live.get(worker).map(|s| s.flags.clone())
+        slots.live.peek(worker).map(|s| s.flags.clone())
     }
 
     pub fn live(&self) -> usize {
@@ -96,17 +96,21 @@ impl Shared {
 
     pub fn get_or_reserve(&self, worker: &WorkerId, cap: usize, depth: usize) -> Reserve {
         let mut slots = self.slots.lock().expect("slots lock");
-        let now = self.now_us();
         if let Some(slot) = slots.live.get(worker) {
-            slot.last_used_us.store(now, Ordering::Relaxed);
+            slot.leaving.store(false, Ordering::Relaxed);
             return Reserve::Existing(slot.sender.clone());
         }
         if slots.live.len() >= cap {
-            if let Some(victim) = slots
+            // The least recently used worker not already asked; each miss asks another, so
+            // concurrent misses free as many slots.
+            if let Some((_, victim)) = slots
                 .live
-                .values()
-                .min_by_key(|s| s.last_used_us.load(Ordering::Relaxed))
+                .iter()
+                .rev()
+                .take(EVICTION_SCAN)
+                .find(|(_, s)| !s.leaving.load(Ordering::Relaxed))
             {
+                victim.leaving.store(true, Ordering::Relaxed);
                 victim.evict.notify_one();
             }
             return Reserve::Full;
@@ -115,14 +119,14 @@ impl Shared {
         let lifetime = slots.retiring.remove(worker).unwrap_or_default();
         let evict = Arc::new(Notify::new());
         let flags = Arc::new(WorkerFlags::default());
-        slots.live.insert(
+        slots.live.put(
             worker.clone(),
             Slot {
                 sender: sender.clone(),
                 lifetime: lifetime.clone(),
                 evict: evict.clone(),
                 flags: flags.clone(),
-                last_used_us: AtomicU64::new(now),
+                leaving: AtomicBool::new(false),
             },
         );
         Reserve::New {
@@ -145,12 +149,12 @@ impl Shared {
         let mut slots = self.slots.lock().expect("slots lock");
         let ours = slots
             .live
-            .get(worker)
+            .peek(worker)
             .is_some_and(|s| Arc::ptr_eq(&s.lifetime, lifetime));
         if !ours || !mailbox_empty {
             return false;
         }
-        slots.live.remove(worker);
+        slots.live.pop(worker);
         slots.retiring.insert(worker.clone(), lifetime.clone());
         drop(slots);
         self.space.notify_waiters();
@@ -170,10 +174,10 @@ impl Shared {
         // A task that ends without retiring (its mailbox closed) leaves its slot too.
         if slots
             .live
-            .get(worker)
+            .peek(worker)
             .is_some_and(|s| Arc::ptr_eq(&s.lifetime, lifetime))
         {
-            slots.live.remove(worker);
+            slots.live.pop(worker);
         }
         drop(slots);
         self.space.notify_waiters();
