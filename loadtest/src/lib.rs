@@ -54,6 +54,9 @@ pub mod limits {
     pub const VERIFY_CONCURRENCY: usize = 32;
     /// Problems listed in a report; the rest are counted.
     pub const PROBLEMS_MAX: usize = 1_000;
+    /// Call tags kept for the items check (~50 bytes each): past this, the check is skipped
+    /// and the report says so.
+    pub const TAGS_MAX: u64 = 20_000_000;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -367,6 +367,13 @@ impl fmt::Display for Report {
         }
         let v = &self.verification;
         if v.users_checked > 0 {
+            if v.items_skipped {
+                writeln!(
+                    f,
+                    "items check skipped: more than {} calls",
+                    crate::limits::TAGS_MAX
+                )?;
+            }
             writeln!(
                 f,
                 "verified {} users ({} acknowledged, {} in doubt): {} problems",

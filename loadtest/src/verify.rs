@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one user's counted calls came to.
 #[derive(Default)]
@@ -22,8 +23,9 @@ pub(crate) struct Ledger {
 /// The ledgers of every user, one lock each.
 pub(crate) struct Ledgers {
     pub users: Vec<Mutex<Ledger>>,
-    /// Tags are kept only while their total stays under `TAGS_MAX`.
+    /// Tags are kept (for the items check) only while their total stays under `TAGS_MAX`.
     pub keep_tags: bool,
+    tags: AtomicU64,
 }
 
 impl Ledgers {
@@ -31,21 +33,33 @@ impl Ledgers {
         Self {
             users: (0..users).map(|_| Mutex::new(Ledger::default())).collect(),
             keep_tags,
+            tags: AtomicU64::new(0),
         }
     }
 
+    /// Whether every tag so far was kept (the items check is sound only then).
+    pub fn all_tags_kept(&self) -> bool {
+        self.keep_tags && self.tags.load(Ordering::Relaxed) <= limits::TAGS_MAX
+    }
+
+    fn keep(&self) -> bool {
+        self.keep_tags && self.tags.fetch_add(1, Ordering::Relaxed) < limits::TAGS_MAX
+    }
+
     pub fn acknowledged(&self, user: usize, tag: &str) {
+        let keep = self.keep();
         let mut l = self.users[user].lock().expect("never poisoned");
         l.acked += 1;
-        if self.keep_tags {
+        if keep {
             l.acked_tags.push(tag.to_string());
         }
     }
 
     pub fn in_doubt(&self, user: usize, tag: &str) {
+        let keep = self.keep();
         let mut l = self.users[user].lock().expect("never poisoned");
         l.in_doubt += 1;
-        if self.keep_tags {
+        if keep {
             l.doubtful_tags.push(tag.to_string());
         }
     }
@@ -100,6 +114,8 @@ pub struct Verification {
     pub problems: Vec<Problem>,
     /// Problems past `PROBLEMS_MAX` are counted, not listed.
     pub problems_not_listed: usize,
+    /// The items check was configured but skipped: the run made more than `TAGS_MAX` calls.
+    pub items_skipped: bool,
 }
 
 /// Reads every user's state and compares it with the ledgers, `VERIFY_CONCURRENCY` users at a
@@ -117,7 +133,9 @@ pub(crate) async fn verify(
         return out;
     }
     // Which user each tag belongs to, for naming leaks.
-    let owner: HashMap<String, String> = if items.is_some() && ledgers.keep_tags {
+    let check_items = items.is_some() && ledgers.all_tags_kept();
+    out.items_skipped = items.is_some() && !check_items;
+    let owner: HashMap<String, String> = if check_items {
         let mut m = HashMap::new();
         for (i, l) in ledgers.users.iter().enumerate() {
             let l = l.lock().expect("never poisoned");
@@ -179,7 +197,7 @@ pub(crate) async fn verify(
                     }
                 }
                 if let Some(it) = items
-                    && ledgers.keep_tags
+                    && check_items
                 {
                     let url = format!("{base}{}", fill(&it.path));
                     match get_json(client, &url).await {
