@@ -118,8 +118,9 @@ fn compile_source(
 
 impl<K: KvStore> Deployments<K> {
     /// Loads the deployed components and definitions from the catalog and builds the router.
-    /// A stored definition that no longer binds (its component left the project file, say) is
-    /// skipped with an error in the log rather than keeping the server down.
+    /// A stored component that no longer compiles, or a definition that no longer binds (its
+    /// component left the project file, say), is skipped with an error in the log rather than
+    /// keeping the server down.
     pub async fn open(
         runtime: Arc<Runtime>,
         kv: Arc<K>,
@@ -140,9 +141,15 @@ impl<K: KvStore> Deployments<K> {
             let prepared =
                 tokio::task::spawn_blocking(move || rt.prepare_component(&name, &origin, &bytes))
                     .await
-                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
-            runtime.install(prepared);
+            // One that no longer compiles (after a wasmtime upgrade, say) is skipped like a
+            // definition that no longer binds: the definitions that need it are skipped below.
+            match prepared {
+                Ok(p) => {
+                    runtime.install(p);
+                }
+                Err(e) => tracing::error!("a deployed component is skipped: {e}"),
+            }
         }
         let mut deployed = BTreeMap::new();
         for (name, version) in catalog::live(&*kv, BlobKind::Definition)
