@@ -1,10 +1,12 @@
 //! `gateway` turns HTTP requests into invocations: a hyper server with bounded headers, bodies,
-//! connections and time; a router compiled once from validated API definitions, with every
-//! route's arguments type-checked against the component's WIT exports before it serves; JSON ⇄
+//! connections and time; a router compiled from validated API definitions, with every route's
+//! arguments type-checked against the component's WIT exports before it serves, and swapped
+//! whole by deploys (`deploy`); JWT auth (`auth`), CORS (`cors`), OpenAPI (`openapi`); JSON ⇄
 //! WIT value conversion; and one mapping from failures to JSON error responses.
 //!
 //! It knows routes and HTTP. It does not know how workers run or where oplogs live: that is the
-//! runtime's business, reached through `Runtime::invoke`.
+//! runtime's business, reached through `Runtime::invoke`. Of storage it uses only the catalog,
+//! where deploys keep component versions and definitions.
 
 pub mod admin;
 pub mod auth;
