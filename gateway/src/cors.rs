@@ -2,8 +2,8 @@
 //! `cors:` policy answer browsers from other origins; the rest are left to the browser's
 //! same-origin rule.
 
+use crate::Binding;
 use crate::error::ApiError;
-use crate::{Binding, json_response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -53,10 +53,9 @@ pub(crate) fn preflight(
             return refuse(format!("header `{h}` is not allowed"));
         }
     }
-    let mut response = json_response(StatusCode::NO_CONTENT, &serde_json::Value::Null);
-    *response.body_mut() = Full::new(Bytes::new());
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
-    headers.remove(header::CONTENT_TYPE);
     allow_origin(policy, origin, headers);
     let methods: Vec<&str> = bindings
         .iter()

@@ -8,6 +8,7 @@
 //! old router keeps serving. Requests in flight finish on the router they started with.
 
 use crate::error::ApiError;
+use crate::limits::{COMPONENTS_MAX, DEFINITIONS_MAX};
 use crate::{Gateway, Handler};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -179,14 +180,12 @@ impl<K: KvStore> Deployments<K> {
                 }
             }
         }
+        let lookup = |c: &str| runtime.component(c);
         let gateway = loop {
-            let mut apis: Vec<&ApiDefinition> = vec![&base];
-            apis.extend(deployed.values().map(|d| &d.api));
-            let lookup = |c: &str| runtime.component(c);
-            match Gateway::build(runtime.clone(), &apis, &lookup) {
+            match build_gateway(&runtime, &base, deployed.values().map(|d| &d.api), &lookup) {
                 Ok(g) => break g,
                 Err(d) => {
-                    // Drop the deployed definitions one at a time, newest name last, until the
+                    // Drop the deployed definitions one at a time, last name first, until the
                     // rest serve: the project file's routes were checked already.
                     let Some((name, _)) = deployed.pop_last() else {
                         return Err(d.to_string());
@@ -209,16 +208,6 @@ impl<K: KvStore> Deployments<K> {
         self.live.clone()
     }
 
-    fn build(
-        &self,
-        deployed: &BTreeMap<String, &ApiDefinition>,
-        lookup: &dyn Fn(&str) -> Option<ComponentInfo>,
-    ) -> Result<Gateway, Diagnostics> {
-        let mut apis: Vec<&ApiDefinition> = vec![&self.base];
-        apis.extend(deployed.values().copied());
-        Gateway::build(self.runtime.clone(), &apis, lookup)
-    }
-
     /// Stores `bytes` as the next version of component `name` and serves it, if it compiles
     /// and every live route that calls it still binds.
     pub async fn upload_component(
@@ -228,6 +217,15 @@ impl<K: KvStore> Deployments<K> {
     ) -> Result<(u64, ComponentInfo), ApiError> {
         check_name(name)?;
         let deployed = self.deployed.lock().await;
+        if self.runtime.component(name).is_none()
+            && self.runtime.components().len() >= COMPONENTS_MAX
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_components",
+                format!("{COMPONENTS_MAX} components are loaded"),
+            ));
+        }
         let rt = self.runtime.clone();
         let (n, b) = (name.to_string(), bytes.clone());
         let prepared = tokio::task::spawn_blocking(move || rt.prepare_component(&n, "upload", &b))
@@ -239,8 +237,6 @@ impl<K: KvStore> Deployments<K> {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string())
             })?;
         let info = prepared.info().clone();
-        let apis: BTreeMap<String, &ApiDefinition> =
-            deployed.iter().map(|(k, d)| (k.clone(), &d.api)).collect();
         let lookup = |c: &str| {
             if c == name {
                 Some(info.clone())
@@ -248,7 +244,8 @@ impl<K: KvStore> Deployments<K> {
                 self.runtime.component(c)
             }
         };
-        let gateway = self.build(&apis, &lookup).map_err(|d| {
+        let apis = deployed.values().map(|d| &d.api);
+        let gateway = build_gateway(&self.runtime, &self.base, apis, &lookup).map_err(|d| {
             let mut e = invalid_definition(&d);
             e.code = "incompatible_component";
             e.status = StatusCode::CONFLICT;
@@ -279,12 +276,19 @@ impl<K: KvStore> Deployments<K> {
         let mut deployed = self.deployed.lock().await;
         let api =
             compile_source(&self.runtime, name, source).map_err(|d| invalid_definition(&d))?;
-        let mut apis: BTreeMap<String, &ApiDefinition> =
-            deployed.iter().map(|(k, d)| (k.clone(), &d.api)).collect();
-        apis.insert(name.to_string(), &api);
+        if !deployed.contains_key(name) && deployed.len() >= DEFINITIONS_MAX {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_definitions",
+                format!("{DEFINITIONS_MAX} definitions are deployed; delete one first"),
+            ));
+        }
+        let others = deployed
+            .iter()
+            .filter(|(k, _)| *k != name)
+            .map(|(_, d)| &d.api);
         let lookup = |c: &str| self.runtime.component(c);
-        let gateway = self
-            .build(&apis, &lookup)
+        let gateway = build_gateway(&self.runtime, &self.base, others.chain([&api]), &lookup)
             .map_err(|d| invalid_definition(&d))?;
         let (version, _) =
             catalog::put_next_version(&*self.kv, BlobKind::Definition, name, source.as_bytes())
@@ -312,14 +316,12 @@ impl<K: KvStore> Deployments<K> {
         let Some(version) = deployed.get(name).map(|d| d.version) else {
             return Err(not_found(name));
         };
-        let apis: BTreeMap<String, &ApiDefinition> = deployed
+        let others = deployed
             .iter()
             .filter(|(k, _)| *k != name)
-            .map(|(k, d)| (k.clone(), &d.api))
-            .collect();
+            .map(|(_, d)| &d.api);
         let lookup = |c: &str| self.runtime.component(c);
-        let gateway = self
-            .build(&apis, &lookup)
+        let gateway = build_gateway(&self.runtime, &self.base, others, &lookup)
             .map_err(|d| invalid_definition(&d))?;
         catalog::set_live(&*self.kv, BlobKind::Definition, name, None)
             .await
@@ -352,6 +354,18 @@ impl<K: KvStore> Deployments<K> {
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
+}
+
+/// One router: the project file's routes, then the deployed definitions.
+fn build_gateway<'a>(
+    runtime: &Arc<Runtime>,
+    base: &'a ApiDefinition,
+    deployed: impl IntoIterator<Item = &'a ApiDefinition>,
+    lookup: &dyn Fn(&str) -> Option<ComponentInfo>,
+) -> Result<Gateway, Diagnostics> {
+    let mut apis = vec![base];
+    apis.extend(deployed);
+    Gateway::build(runtime.clone(), &apis, lookup)
 }
 
 fn not_found(name: &str) -> ApiError {

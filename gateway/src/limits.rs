@@ -28,6 +28,13 @@ pub const QUERY_PARAMS_MAX: usize = 64;
 /// Largest component uploaded through the admin API: the catalog's blob bound.
 pub const COMPONENT_BYTES_MAX: usize = revenant_storage::limits::BLOB_BYTES_MAX;
 
+/// Components loaded at once (the project file's and uploaded ones): each holds its compiled
+/// code in memory.
+pub const COMPONENTS_MAX: usize = 256;
+
+/// API definitions deployed at once: the router is rebuilt from all of them on every deploy.
+pub const DEFINITIONS_MAX: usize = 1_000;
+
 /// Largest API definition uploaded through the admin API: hundreds of routes fit in far less.
 pub const DEFINITION_BYTES_MAX: usize = 1024 * 1024;
 
