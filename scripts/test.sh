@@ -37,6 +37,9 @@ cargo build --locked -p user-activity -p stress --target wasm32-wasip2 --profile
 # not replace the demo's component).
 cargo build --locked -p user-activity --features diverge --target wasm32-wasip2 --profile guest \
   --target-dir target/variants
+# A compatible new version (one more export), for the deploy test (its own target folder too).
+cargo build --locked -p user-activity --features v2 --target wasm32-wasip2 --profile guest \
+  --target-dir target/variants-v2
 
 # A server build that loses updates on purpose (cargo feature `fault-injection`), for the load
 # tester's verification test; copied aside so the normal build can take its place.

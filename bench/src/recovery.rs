@@ -7,6 +7,9 @@
 //!
 //! `cargo run --release -p revenant-bench --bin recovery-bench -- [--history 10000] [--workers 10000]`
 
+// A benchmark measures real time (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 use clap::Parser;
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits};
 use revenant_storage::OplogStore;

@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p revenant-bench --bin storage-bench -- [--seconds 5] [--dir PATH]`
 
+// A benchmark measures real time (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 use clap::Parser;
 use hdrhistogram::Histogram;
 use revenant_storage::embedded::EmbeddedStore;

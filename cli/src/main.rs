@@ -245,6 +245,13 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("revenant listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    // SIGTERM or Ctrl-C: both listeners stop accepting and drain, then the workers leave.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut admin_server = None;
     if let Some(admin_addr) = config.admin_listen {
         let admin = tokio::net::TcpListener::bind(admin_addr)
             .await
@@ -253,18 +260,19 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         println!("revenant admin listening on http://{addr}");
         let _ = std::io::stdout().flush();
         let handler = Arc::new(revenant_gateway::admin::Admin::new(deployments.clone()));
-        tokio::spawn(async move {
+        let stop = stopping.clone();
+        admin_server = Some(tokio::spawn(async move {
             if let Err(e) =
-                revenant_gateway::serve_with(admin, handler, config.server, std::future::pending())
-                    .await
+                revenant_gateway::serve_with(admin, handler, config.server, stopped(stop)).await
             {
                 tracing::error!("admin API stopped: {e}");
             }
-        });
+        }));
     }
     // Invocations the last process died in resume now, not on their worker's next call.
+    let recovering = runtime.clone();
     tokio::spawn(async move {
-        match runtime.recover_in_flight().await {
+        match recovering.recover_in_flight().await {
             Ok(0) => {}
             Ok(n) => tracing::info!("resuming {n} interrupted invocations"),
             Err(e) => tracing::error!("cannot look for interrupted invocations: {e}"),
@@ -275,11 +283,27 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         listener,
         deployments.live(),
         config.server,
-        shutdown_signal(),
+        stopped(stopping),
     )
     .await
     .context("serving")?;
+    if let Some(admin) = admin_server {
+        let _ = admin.await;
+    }
+    // Every accepted request has its answer; workers finish what is queued and leave memory.
+    if tokio::time::timeout(revenant_gateway::limits::DRAIN_TIMEOUT, runtime.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers still busy after the drain bound; exiting anyway");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes once a shutdown was asked for.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {

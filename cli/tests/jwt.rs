@@ -4,6 +4,9 @@
 //! with 401 or 403 for the right reason; and valid tokens of every configured algorithm, and
 //! of a JWKS file, accepted.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use base64::Engine;

@@ -2,6 +2,9 @@
 //! by `revenant openapi`, served at `GET /openapi.json`, and valid against the OpenAPI 3.1
 //! schema according to openapi-spec-validator (installed by scripts/test.sh).
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use serde_json::{Value as Json, json};

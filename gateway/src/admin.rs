@@ -17,6 +17,7 @@
 
 use crate::ApiError;
 use crate::deploy::Deployments;
+use crate::error::ErrorCode;
 use crate::error::json_response;
 use crate::limits::{COMPONENT_BYTES_MAX, DEFINITION_BYTES_MAX};
 use crate::server::Handler;
@@ -79,8 +80,7 @@ impl<K: KvStore> Admin<K> {
         let path = request.uri().path().to_string();
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
+                ErrorCode::RouteNotFound,
                 format!("no admin route matches {path}"),
             )
         })?;
@@ -97,8 +97,7 @@ impl<K: KvStore> Admin<K> {
         let method = request.method().clone();
         let not_allowed = || {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
             )
         };
@@ -136,8 +135,7 @@ impl<K: KvStore> Admin<K> {
                         &json!({"component": worker.component, "name": worker.name, "status": status.as_str()}),
                     )),
                     None => Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "worker_not_found",
+                        ErrorCode::WorkerNotFound,
                         format!("worker {worker} does not exist"),
                     )),
                 }

@@ -11,6 +11,8 @@
 //! - an unknown `kid` refreshes a `jwks_url` scheme's keys, at most once a minute.
 
 use crate::ApiError;
+use crate::clock::Now;
+use crate::error::ErrorCode;
 use crate::limits::{JWKS_BYTES_MAX, JWKS_FETCH_TIMEOUT, JWKS_REFRESH_INTERVAL};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -53,7 +55,7 @@ pub struct Authenticator {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", message)
+    ApiError::new(ErrorCode::InvalidToken, message)
 }
 
 impl Authenticator {
@@ -159,7 +161,8 @@ impl Authenticator {
     }
 
     /// Verifies the request's bearer token and returns its claims.
-    pub async fn verify(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    /// `now` is the request's reading of the clock: `exp` and `nbf` are checked against it.
+    pub async fn verify(&self, headers: &HeaderMap, now: Now) -> Result<Claims, ApiError> {
         let token = bearer(headers)?;
         let head = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("malformed or unsupported token header: {e}")))?;
@@ -180,7 +183,7 @@ impl Authenticator {
         if candidates.is_empty()
             && let Some(remote) = &self.remote
         {
-            remote.refresh().await;
+            remote.refresh(now.instant).await;
             candidates = self.candidates(head.kid.as_deref());
         }
         if candidates.is_empty() {
@@ -205,7 +208,7 @@ impl Authenticator {
                 continue;
             }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.alg)) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return self.check_times(data.claims, now),
                 Err(e) => match e.kind() {
                     // The signature did not verify with this key: another may.
                     ErrorKind::InvalidSignature
@@ -238,11 +241,40 @@ impl Authenticator {
             .collect()
     }
 
+    /// `exp` and `nbf` against the request's time, with the scheme's leeway. jsonwebtoken
+    /// would read the system clock itself, so its own checks of them are off.
+    fn check_times(&self, claims: Claims, now: Now) -> Result<Claims, ApiError> {
+        let seconds = |name: &str| -> Result<Option<u64>, ApiError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                    .map(Some)
+                    .ok_or_else(|| invalid(format!("the token's `{name}` is not a time"))),
+            }
+        };
+        let leeway = self.leeway_seconds;
+        match seconds("exp")? {
+            None => return Err(invalid("the token has no `exp` claim")),
+            Some(exp) if exp.saturating_add(leeway) < now.unix_seconds => {
+                return Err(invalid(claims_problem(&ErrorKind::ExpiredSignature, self)));
+            }
+            Some(_) => {}
+        }
+        if let Some(nbf) = seconds("nbf")?
+            && nbf > now.unix_seconds.saturating_add(leeway)
+        {
+            return Err(invalid(claims_problem(&ErrorKind::ImmatureSignature, self)));
+        }
+        Ok(claims)
+    }
+
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
         let mut required = vec!["exp"];
-        v.validate_nbf = true;
-        v.leeway = self.leeway_seconds;
+        v.validate_exp = false;
+        v.validate_nbf = false;
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
             required.push("iss");
@@ -279,8 +311,7 @@ fn claims_problem(kind: &ErrorKind, scheme: &Authenticator) -> String {
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let unauthenticated = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "this route needs `Authorization: Bearer <JWT>`",
         )
     };
@@ -353,12 +384,12 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 impl RemoteJwks {
     /// Fetches the document again unless that was done within the last minute. Concurrent
     /// callers wait for one fetch.
-    async fn refresh(&self) {
+    async fn refresh(&self, now: Instant) {
         let mut last = self.last_refresh.lock().await;
-        if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH_INTERVAL) {
+        if last.is_some_and(|t| now.saturating_duration_since(t) < JWKS_REFRESH_INTERVAL) {
             return;
         }
-        *last = Some(Instant::now());
+        *last = Some(now);
         match tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(&self.url)).await {
             Ok(Ok(keys)) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "JWKS refreshed");

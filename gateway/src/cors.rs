@@ -4,6 +4,7 @@
 
 use crate::Binding;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -15,8 +16,7 @@ pub(crate) fn preflight(
     origin: &HeaderValue,
     request: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    let refuse =
-        |why: String| ApiError::new(StatusCode::FORBIDDEN, "cors_refused", why).into_response();
+    let refuse = |why: String| ApiError::new(ErrorCode::CorsRefused, why).into_response();
     let origin_text = origin.to_str().unwrap_or_default();
     let wanted = request
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)

@@ -8,11 +8,11 @@
 //! old router keeps serving. Requests in flight finish on the router they started with.
 
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::limits::{COMPONENTS_MAX, DEFINITIONS_MAX};
 use crate::{Gateway, Handler};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::StatusCode;
 use http_body_util::Full;
 use revenant_api_definitions::{ApiDefinition, ApiSpec, Diagnostics, compile, parse_yaml};
 use revenant_runtime::{ComponentInfo, Runtime};
@@ -67,11 +67,7 @@ pub struct Deployments<K: KvStore> {
 pub const PROJECT: &str = "project";
 
 fn storage(e: revenant_storage::kv::KvError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        format!("the catalog: {e}"),
-    )
+    ApiError::new(ErrorCode::StorageUnavailable, format!("the catalog: {e}"))
 }
 
 fn invalid_definition(d: &Diagnostics) -> ApiError {
@@ -86,8 +82,7 @@ fn invalid_definition(d: &Diagnostics) -> ApiError {
                 })
             })
             .collect();
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_definition", d.to_string())
-        .with_details(json!(details))
+    ApiError::new(ErrorCode::InvalidDefinition, d.to_string()).with_details(json!(details))
 }
 
 /// Names of components and definitions: they become file names in messages and keys in
@@ -221,8 +216,7 @@ impl<K: KvStore> Deployments<K> {
             && self.runtime.components().len() >= COMPONENTS_MAX
         {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "too_many_components",
+                ErrorCode::TooManyComponents,
                 format!("{COMPONENTS_MAX} components are loaded"),
             ));
         }
@@ -230,12 +224,8 @@ impl<K: KvStore> Deployments<K> {
         let (n, b) = (name.to_string(), bytes.clone());
         let prepared = tokio::task::spawn_blocking(move || rt.prepare_component(&n, "upload", &b))
             .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?
-            .map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string())
-            })?;
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| ApiError::new(ErrorCode::InvalidComponent, e.to_string()))?;
         let info = prepared.info().clone();
         let lookup = |c: &str| {
             if c == name {
@@ -247,8 +237,7 @@ impl<K: KvStore> Deployments<K> {
         let apis = deployed.values().map(|d| &d.api);
         let gateway = build_gateway(&self.runtime, &self.base, apis, &lookup).map_err(|d| {
             let mut e = invalid_definition(&d);
-            e.code = "incompatible_component";
-            e.status = StatusCode::CONFLICT;
+            e.code = ErrorCode::IncompatibleComponent;
             e.message = format!("the live routes do not bind to this component:\n{d}");
             e
         })?;
@@ -278,8 +267,7 @@ impl<K: KvStore> Deployments<K> {
             compile_source(&self.runtime, name, source).map_err(|d| invalid_definition(&d))?;
         if !deployed.contains_key(name) && deployed.len() >= DEFINITIONS_MAX {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "too_many_definitions",
+                ErrorCode::TooManyDefinitions,
                 format!("{DEFINITIONS_MAX} definitions are deployed; delete one first"),
             ));
         }
@@ -370,8 +358,7 @@ fn build_gateway<'a>(
 
 fn not_found(name: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "definition_not_found",
+        ErrorCode::DefinitionNotFound,
         format!("no definition `{name}` is deployed"),
     )
 }

@@ -7,19 +7,170 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use revenant_runtime::InvokeError;
 
+/// Every error code an API answers with: its stable name and its HTTP status, in one place.
+/// `docs/errors.md` lists exactly these (checked by a test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadArgument,
+    BadJson,
+    BadPath,
+    BodyUnreadable,
+    InvalidWorkerName,
+    Unauthenticated,
+    InvalidToken,
+    Forbidden,
+    CorsRefused,
+    RouteNotFound,
+    MethodNotAllowed,
+    BodyTooLarge,
+    MailboxFull,
+    WorkerNotFound,
+    DefinitionNotFound,
+    InvalidDefinition,
+    InvalidComponent,
+    TooManyComponents,
+    TooManyDefinitions,
+    IncompatibleComponent,
+    BadResponseStatus,
+    WorkerExited,
+    WorkerInterrupted,
+    WorkerTrap,
+    MemoryLimit,
+    WorkerDiverged,
+    UnknownComponent,
+    UnknownFunction,
+    Internal,
+    StorageUnavailable,
+    TooManyWorkers,
+    InvocationTimeout,
+    DeadlineExceeded,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 33] = [
+        Self::BadArgument,
+        Self::BadJson,
+        Self::BadPath,
+        Self::BodyUnreadable,
+        Self::InvalidWorkerName,
+        Self::Unauthenticated,
+        Self::InvalidToken,
+        Self::Forbidden,
+        Self::CorsRefused,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::BodyTooLarge,
+        Self::MailboxFull,
+        Self::WorkerNotFound,
+        Self::DefinitionNotFound,
+        Self::InvalidDefinition,
+        Self::InvalidComponent,
+        Self::TooManyComponents,
+        Self::TooManyDefinitions,
+        Self::IncompatibleComponent,
+        Self::BadResponseStatus,
+        Self::WorkerExited,
+        Self::WorkerInterrupted,
+        Self::WorkerTrap,
+        Self::MemoryLimit,
+        Self::WorkerDiverged,
+        Self::UnknownComponent,
+        Self::UnknownFunction,
+        Self::Internal,
+        Self::StorageUnavailable,
+        Self::TooManyWorkers,
+        Self::InvocationTimeout,
+        Self::DeadlineExceeded,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BadArgument => "bad_argument",
+            Self::BadJson => "bad_json",
+            Self::BadPath => "bad_path",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::InvalidWorkerName => "invalid_worker_name",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidToken => "invalid_token",
+            Self::Forbidden => "forbidden",
+            Self::CorsRefused => "cors_refused",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BodyTooLarge => "body_too_large",
+            Self::MailboxFull => "mailbox_full",
+            Self::WorkerNotFound => "worker_not_found",
+            Self::DefinitionNotFound => "definition_not_found",
+            Self::InvalidDefinition => "invalid_definition",
+            Self::InvalidComponent => "invalid_component",
+            Self::TooManyComponents => "too_many_components",
+            Self::TooManyDefinitions => "too_many_definitions",
+            Self::IncompatibleComponent => "incompatible_component",
+            Self::BadResponseStatus => "bad_response_status",
+            Self::WorkerExited => "worker_exited",
+            Self::WorkerInterrupted => "worker_interrupted",
+            Self::WorkerTrap => "worker_trap",
+            Self::MemoryLimit => "memory_limit",
+            Self::WorkerDiverged => "worker_diverged",
+            Self::UnknownComponent => "unknown_component",
+            Self::UnknownFunction => "unknown_function",
+            Self::Internal => "internal",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::TooManyWorkers => "too_many_workers",
+            Self::InvocationTimeout => "invocation_timeout",
+            Self::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadArgument
+            | Self::BadJson
+            | Self::BadPath
+            | Self::BodyUnreadable
+            | Self::InvalidWorkerName
+            | Self::InvalidDefinition
+            | Self::InvalidComponent => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::CorsRefused => StatusCode::FORBIDDEN,
+            Self::RouteNotFound | Self::WorkerNotFound | Self::DefinitionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MailboxFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyComponents
+            | Self::TooManyDefinitions
+            | Self::IncompatibleComponent
+            | Self::WorkerInterrupted => StatusCode::CONFLICT,
+            Self::BadResponseStatus
+            | Self::WorkerTrap
+            | Self::MemoryLimit
+            | Self::WorkerDiverged
+            | Self::UnknownComponent
+            | Self::UnknownFunction
+            | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::WorkerExited => StatusCode::GONE,
+            Self::StorageUnavailable | Self::TooManyWorkers => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Machine-readable context (`null` when there is none).
     pub details: serde_json::Value,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             details: serde_json::Value::Null,
@@ -27,7 +178,7 @@ impl ApiError {
     }
 
     pub fn bad_argument(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_argument", message)
+        Self::new(ErrorCode::BadArgument, message)
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -37,18 +188,18 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
-            "code": self.code,
+            "code": self.code.name(),
             "message": self.message,
             "details": self.details,
         });
-        let mut response = json_response(self.status, &body);
+        let mut response = json_response(self.code.status(), &body);
         let headers = response.headers_mut();
-        match self.status {
+        match self.code.status() {
             StatusCode::TOO_MANY_REQUESTS => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             StatusCode::UNAUTHORIZED => {
-                let challenge = if self.code == "invalid_token" {
+                let challenge = if self.code == ErrorCode::InvalidToken {
                     "Bearer error=\"invalid_token\""
                 } else {
                     "Bearer"
@@ -66,27 +217,28 @@ impl ApiError {
 
 impl From<InvokeError> for ApiError {
     fn from(e: InvokeError) -> Self {
-        let status = match &e {
-            InvokeError::UnknownComponent(_) | InvokeError::UnknownFunction { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
+        let code = match &e {
+            InvokeError::UnknownComponent(_) => ErrorCode::UnknownComponent,
+            InvokeError::UnknownFunction { .. } => ErrorCode::UnknownFunction,
+            InvokeError::InvalidWorkerName(_) => ErrorCode::InvalidWorkerName,
+            InvokeError::BadArguments(_) => ErrorCode::BadArgument,
+            InvokeError::MailboxFull(_) => ErrorCode::MailboxFull,
+            InvokeError::TooManyWorkers(_) => ErrorCode::TooManyWorkers,
+            InvokeError::Storage(_) => ErrorCode::StorageUnavailable,
+            InvokeError::Timeout(_) => ErrorCode::InvocationTimeout,
+            InvokeError::Interrupted(_) => ErrorCode::WorkerInterrupted,
+            InvokeError::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
+            InvokeError::Exited { .. } => ErrorCode::WorkerExited,
+            InvokeError::Trap(_) => ErrorCode::WorkerTrap,
+            InvokeError::MemoryLimit(_) => ErrorCode::MemoryLimit,
+            InvokeError::Divergence(_) => ErrorCode::WorkerDiverged,
+            InvokeError::Internal(_) => ErrorCode::Internal,
+            // The stored outcome of an earlier call: answered with the code it had.
+            InvokeError::Repeated { code, .. } => {
+                ErrorCode::from_name(code).unwrap_or(ErrorCode::WorkerTrap)
             }
-            InvokeError::InvalidWorkerName(_) | InvokeError::BadArguments(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            InvokeError::MailboxFull(_) => StatusCode::TOO_MANY_REQUESTS,
-            InvokeError::TooManyWorkers(_) | InvokeError::Storage(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            InvokeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            InvokeError::Interrupted(_) => StatusCode::CONFLICT,
-            InvokeError::WorkerNotFound(_) => StatusCode::NOT_FOUND,
-            InvokeError::Exited { .. } => StatusCode::GONE,
-            InvokeError::Trap(_)
-            | InvokeError::MemoryLimit(_)
-            | InvokeError::Divergence(_)
-            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, e.code(), e.to_string())
+        Self::new(code, e.to_string())
     }
 }
 
@@ -98,4 +250,75 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/errors.md` documents exactly the codes the gateway answers with, each with its
+    /// status.
+    #[test]
+    fn the_documented_codes_are_exactly_the_codes() {
+        let doc = include_str!("../../docs/errors.md");
+        let mut documented = Vec::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, status, codes, ..] = cells.as_slice() else {
+                continue;
+            };
+            let Ok(status) = status.parse::<u16>() else {
+                continue;
+            };
+            for code in codes.split(',') {
+                let code = code.trim().trim_matches('`');
+                documented.push((code.to_string(), status));
+            }
+        }
+        let mut actual: Vec<(String, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), c.status().as_u16()))
+            .collect();
+        documented.sort();
+        actual.sort();
+        assert_eq!(documented, actual, "docs/errors.md and ErrorCode disagree");
+    }
+
+    /// Every code the runtime reports (and records with a failed call) is one the gateway
+    /// knows, under the same name.
+    #[test]
+    fn every_runtime_error_keeps_its_code() {
+        use std::time::Duration;
+        let errors = [
+            InvokeError::UnknownComponent("c".into()),
+            InvokeError::UnknownFunction {
+                component: "c".into(),
+                function: "f".into(),
+            },
+            InvokeError::InvalidWorkerName("w".into()),
+            InvokeError::BadArguments("a".into()),
+            InvokeError::MailboxFull("w".into()),
+            InvokeError::TooManyWorkers(1),
+            InvokeError::Trap("t".into()),
+            InvokeError::Timeout(Duration::from_secs(1)),
+            InvokeError::MemoryLimit(1),
+            InvokeError::Interrupted("w".into()),
+            InvokeError::WorkerNotFound("w".into()),
+            InvokeError::Exited {
+                worker: "w".into(),
+                code: 1,
+            },
+            InvokeError::Divergence("d".into()),
+            InvokeError::Storage("s".into()),
+            InvokeError::Internal("i".into()),
+            InvokeError::Repeated {
+                code: "invocation_timeout",
+                message: "m".into(),
+            },
+        ];
+        for e in errors {
+            let code = e.code();
+            assert_eq!(ApiError::from(e).code.name(), code);
+        }
+    }
 }

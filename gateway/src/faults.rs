@@ -14,6 +14,8 @@ struct LoseUpdate {
     seen: AtomicU64,
 }
 
+// A test-only build (cargo feature `fault-injection`) configured from its environment.
+#[allow(clippy::disallowed_methods)]
 fn config() -> Option<&'static LoseUpdate> {
     static CONFIG: OnceLock<Option<LoseUpdate>> = OnceLock::new();
     CONFIG

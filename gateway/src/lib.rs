@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 mod cors;
 pub mod deploy;
 mod error;
@@ -20,7 +21,7 @@ pub mod limits;
 pub mod openapi;
 mod server;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use server::{Handler, ServerLimits, serve, serve_with};
 
 use bytes::Bytes;
@@ -202,11 +203,7 @@ impl Gateway {
             return Ok(response);
         }
         let matched = self.router.at(&path).map_err(|_| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                format!("no route matches {path}"),
-            )
+            ApiError::new(ErrorCode::RouteNotFound, format!("no route matches {path}"))
         })?;
         let bindings = &self.paths[*matched.value];
         let Some((_, binding)) = bindings
@@ -215,8 +212,7 @@ impl Gateway {
         else {
             let allowed: Vec<&str> = bindings.iter().map(|(m, _)| m.as_str()).collect();
             let mut response = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 format!(
                     "{} is not allowed on {path}; allowed: {}",
                     request.method(),
@@ -230,7 +226,7 @@ impl Gateway {
             return Ok(response);
         };
         let claims = match &binding.auth {
-            Some(a) => Some(a.verify(request.headers()).await?),
+            Some(a) => Some(a.verify(request.headers(), clock::Now::read()).await?),
             None => None,
         };
         let params: Vec<(String, String)> = matched
@@ -273,8 +269,7 @@ impl Gateway {
                 .is_some_and(|claim| claim == value);
             if !holds {
                 return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!("this token may not call {path}: `{requirement}` does not hold"),
                 ));
             }
@@ -345,8 +340,7 @@ impl Gateway {
                     .filter(|s| (200..=599).contains(&s.as_u16()))
                     .ok_or_else(|| {
                         ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "bad_response_status",
+                            ErrorCode::BadResponseStatus,
                             format!("the result gave status `{text}`, not 200 to 599"),
                         )
                     })?;
@@ -549,13 +543,7 @@ fn result_field<'a>(ty: &'a ValueType, path: &[String]) -> Option<&'a ValueType>
 /// encoded `/`, `.` or `..` segments, empty segments, and bytes that are not UTF-8. So the key
 /// that authorises a request is the key that selects its worker.
 fn canonical_path(raw: &str) -> Result<String, ApiError> {
-    let bad = |why: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            format!("path `{raw}`: {why}"),
-        )
-    };
+    let bad = |why: &str| ApiError::new(ErrorCode::BadPath, format!("path `{raw}`: {why}"));
     let Some(rest) = raw.strip_prefix('/') else {
         return Err(bad("must start with `/`"));
     };
@@ -623,8 +611,7 @@ impl Inputs<'_> {
                 Some(Json::String(s)) => Ok(s.clone()),
                 Some(j @ (Json::Number(_) | Json::Bool(_))) => Ok(j.to_string()),
                 _ => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!("the token has no string or number claim `{claim}`"),
                 )),
             },
@@ -705,12 +692,11 @@ where
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    ErrorCode::BodyTooLarge,
                     format!("the body exceeds {max} bytes"),
                 )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", e.to_string())
+                ApiError::new(ErrorCode::BodyUnreadable, e.to_string())
             }
         })?
         .to_bytes())
@@ -726,5 +712,5 @@ where
         return Ok(Json::Null);
     }
     serde_json::from_slice(&collected)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("body: {e}")))
+        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("body: {e}")))
 }

@@ -16,6 +16,11 @@ pub const HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Time from a request's arrival to its response, body reading and the invocation included.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
+/// After SIGTERM, how long requests already accepted may take to finish before the server stops
+/// anyway: above the usual invocation (10 s deadline) with room, below the 30 s a supervisor
+/// such as systemd or Kubernetes waits before SIGKILL.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Open connections at once: each costs a task and buffers; past this the listener waits.
 pub const CONNECTIONS_MAX: usize = 10_000;
 

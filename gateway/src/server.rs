@@ -1,11 +1,12 @@
 //! The HTTP server: accepts connections within the bounds in `limits`, serves HTTP/1.1 and
 //! HTTP/2 through hyper, and hands each request to the [`Gateway`].
 
+use crate::error::ErrorCode;
 use crate::limits::{
-    CONNECTIONS_MAX, H2_STREAMS_MAX, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT, REQUEST_DEADLINE,
+    CONNECTIONS_MAX, DRAIN_TIMEOUT, H2_STREAMS_MAX, HEADER_BYTES_MAX, HEADER_READ_TIMEOUT,
+    REQUEST_DEADLINE,
 };
 use crate::{ApiError, Gateway};
-use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -34,7 +35,7 @@ impl Handler for Gateway {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes. The listener is passed in so that
+/// Serves `gateway` on `listener` until `shutdown` completes, then drains (see [`serve_with`]). The listener is passed in so that
 /// callers (and tests) choose the address, port 0 included.
 pub async fn serve(
     listener: TcpListener,
@@ -58,7 +59,9 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves any [`Handler`] with the same bounds as the gateway.
+/// Serves any [`Handler`] with the same bounds as the gateway. When `shutdown` completes it
+/// stops accepting, lets every request already being served finish and closes idle
+/// connections, within `DRAIN_TIMEOUT`; then it returns.
 pub async fn serve_with<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
@@ -77,11 +80,12 @@ pub async fn serve_with<H: Handler>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_STREAMS_MAX)
         .max_header_list_size(HEADER_BYTES_MAX as u32);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -92,7 +96,7 @@ pub async fn serve_with<H: Handler>(
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
@@ -106,8 +110,7 @@ pub async fn serve_with<H: Handler>(
                         {
                             Ok(r) => r,
                             Err(_) => ApiError::new(
-                                StatusCode::GATEWAY_TIMEOUT,
-                                "deadline_exceeded",
+                                ErrorCode::DeadlineExceeded,
                                 format!("no answer within {REQUEST_DEADLINE:?}"),
                             )
                             .into_response(),
@@ -116,15 +119,24 @@ pub async fn serve_with<H: Handler>(
                 }
             });
         let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
             let io = TokioIo::new(stream);
-            if let Err(e) = builder
-                .serve_connection(io, TowerToHyperService::new(service))
-                .await
-            {
+            let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!("connection ended: {e}");
             }
         });
     }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!("draining {open} connections");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+    Ok(())
 }

@@ -256,8 +256,8 @@ proptest! {
         let Err(error) = error else {
             return Err(TestCaseError::fail(format!("{broken} accepted as {ty:?}")));
         };
-        prop_assert_eq!(error.status, http::StatusCode::BAD_REQUEST);
-        prop_assert_eq!(error.code, "bad_argument");
+        prop_assert_eq!(error.code.status(), http::StatusCode::BAD_REQUEST);
+        prop_assert_eq!(error.code.name(), "bad_argument");
         let expected = format!("{}{suffix}: ", node.path);
         prop_assert!(error.message.starts_with(&expected), "{} does not start with {}", error.message, expected);
     }

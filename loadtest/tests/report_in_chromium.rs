@@ -2,6 +2,9 @@
 //! plots render: plotly draws each as SVG, and every plot must have drawn lines with points.
 //! The test also saves a screenshot, `target/loadtest-report/report.png`.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use revenant_loadtest::{RunOptions, Scenario, run};

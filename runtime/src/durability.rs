@@ -1,20 +1,22 @@
-//! The durability chokepoint. Every host call whose result cannot be recomputed passes through
-//! [`Durability::host_call`], which either performs it and records the result (live) or returns
-//! the recorded result (replay). Host functions only name their request and response; none of
-//! them decides between live and replay on its own.
+//! The durability chokepoint. Every host call whose result cannot be recomputed asks
+//! [`Chokepoint::decide`] what to do: answer from the log (replay), or perform it and record the
+//! response (live). The decision, and the rule that everything recorded is made durable before
+//! an effect leaves the process, live here and nowhere else. A host function only declares what
+//! it is ([`HostFunction`]: its name and its [`Effect`]) and encodes its request and response.
 //!
 //! The WASI clocks and random interfaces are bound here by shadowing the stock wasmtime-wasi
 //! implementations in the linker, so a guest's `SystemTime::now()` and random draws are
-//! captured whatever library the guest uses to make them.
+//! captured whatever library the guest uses to make them. Outgoing HTTP (`http.rs`) asks the
+//! same chokepoint from the task that performs the request.
 
 use crate::environment::Environment;
 use crate::http::HttpClient;
 use crate::journal::Journal;
-use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, RANDOM_BYTES_MAX};
+use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, HOST_CALLS_PER_INVOCATION_MAX, RANDOM_BYTES_MAX};
 use revenant_storage::OplogEntry;
 use revenant_storage::Value;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::clocks::WasiClocksView;
@@ -32,11 +34,33 @@ pub(crate) struct HostCallRecord {
     pub response: Value,
 }
 
-pub(crate) enum Mode {
+/// What a host call does to the world, which decides when it must be made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Reads something of this process (a clock, entropy): recorded, and made durable with the
+    /// invocation's end. A crash before then loses the reading, and nothing outside saw it.
+    LocalRead,
+    /// Reaches outside the process (an HTTP request): everything recorded before it is made
+    /// durable, and the worker marked in flight, before it leaves, so the log never runs behind
+    /// the world by more than this one call.
+    Remote,
+}
+
+/// A host function, as the chokepoint sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostFunction {
+    pub interface: &'static str,
+    pub function: &'static str,
+    pub effect: Effect,
+}
+
+enum Mode {
     /// Between invocations: no host call may happen, since nothing would record it.
     Idle,
     Live {
         journal: Arc<Journal>,
+        /// Host calls recorded so far in this invocation.
+        calls: usize,
     },
     /// Answers host calls from the log. With `then_live`, the invocation was interrupted by a
     /// crash: once the recorded calls run out it continues live on that journal (resumption).
@@ -49,55 +73,105 @@ pub(crate) enum Mode {
     Ephemeral,
 }
 
-pub(crate) struct Durability {
-    environment: Arc<dyn Environment>,
-    pub(crate) http: HttpClient,
-    pub(crate) mode: Mode,
+struct Core {
+    mode: Mode,
     /// Set when replay met a host call that differs from the log; the trap that follows is
-    /// reported as a divergence, with this message. Shared with HTTP tasks, which find out
-    /// after the call returned.
-    divergence: Arc<std::sync::Mutex<Option<String>>>,
+    /// reported as a divergence, with this message.
+    divergence: Option<String>,
 }
 
-impl Durability {
-    fn new(environment: Arc<dyn Environment>, http: HttpClient) -> Self {
-        Self {
-            environment,
-            http,
-            mode: Mode::Idle,
-            divergence: Arc::default(),
+/// The chokepoint of one worker's store. Cheap to clone: the tasks that perform outgoing HTTP
+/// hold a clone, since they decide after the guest's call into the host has returned.
+#[derive(Clone)]
+pub(crate) struct Chokepoint {
+    // std's Mutex: held for a decision only, never across an await.
+    core: Arc<Mutex<Core>>,
+}
+
+/// What the chokepoint decided for one host call.
+pub(crate) enum Decision {
+    /// Replay: the recorded response, returned without touching the world.
+    Recorded(Value),
+    /// Live: perform the call (after [`Pending::before_effect`]), then [`Pending::record`] it.
+    Perform(Pending),
+}
+
+/// A host call to perform live.
+pub(crate) struct Pending {
+    /// `None` for an ephemeral call, which records nothing.
+    journal: Option<Arc<Journal>>,
+    function: HostFunction,
+    request: Value,
+}
+
+impl Pending {
+    /// Call right before the effect: a remote effect first makes everything recorded durable.
+    pub async fn before_effect(&self) -> Result<(), String> {
+        match (&self.journal, self.function.effect) {
+            (Some(journal), Effect::Remote) => journal
+                .flush(true, None)
+                .await
+                .map_err(|e| format!("the oplog could not be made durable: {e}")),
+            _ => Ok(()),
         }
     }
 
-    pub fn begin_ephemeral(&mut self) {
-        self.mode = Mode::Ephemeral;
+    /// Records the call with its response.
+    pub fn record(self, response: &Value) {
+        if let Some(journal) = self.journal {
+            journal.push(OplogEntry::HostCall {
+                interface: self.function.interface.to_string(),
+                function: self.function.function.to_string(),
+                request: self.request,
+                response: response.clone(),
+            });
+        }
+    }
+}
+
+impl Chokepoint {
+    fn new() -> Self {
+        Self {
+            core: Arc::new(Mutex::new(Core {
+                mode: Mode::Idle,
+                divergence: None,
+            })),
+        }
     }
 
-    pub fn begin_live(&mut self, journal: Arc<Journal>) {
-        self.mode = Mode::Live { journal };
-        self.take_divergence();
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().expect("chokepoint lock")
     }
 
-    pub fn begin_replay(&mut self, expected: Vec<HostCallRecord>, then_live: Option<Arc<Journal>>) {
-        self.mode = Mode::Replay {
+    fn set(&self, mode: Mode) {
+        let mut core = self.core();
+        core.mode = mode;
+        core.divergence = None;
+    }
+
+    pub fn begin_ephemeral(&self) {
+        self.set(Mode::Ephemeral);
+    }
+
+    pub fn begin_live(&self, journal: Arc<Journal>) {
+        self.set(Mode::Live { journal, calls: 0 });
+    }
+
+    pub fn begin_replay(&self, expected: Vec<HostCallRecord>, then_live: Option<Arc<Journal>>) {
+        self.set(Mode::Replay {
             expected: expected.into(),
             then_live,
-        };
-        self.take_divergence();
+        });
     }
 
-    pub(crate) fn divergence_slot(&self) -> Arc<std::sync::Mutex<Option<String>>> {
-        self.divergence.clone()
-    }
-
-    pub fn take_divergence(&mut self) -> Option<String> {
-        self.divergence.lock().expect("divergence lock").take()
+    pub fn take_divergence(&self) -> Option<String> {
+        self.core().divergence.take()
     }
 
     /// Ends the invocation. In replay, an error if the log holds calls the guest did not make
     /// this time.
-    pub fn finish(&mut self) -> Result<(), String> {
-        match std::mem::replace(&mut self.mode, Mode::Idle) {
+    pub fn finish(&self) -> Result<(), String> {
+        match std::mem::replace(&mut self.core().mode, Mode::Idle) {
             Mode::Idle | Mode::Live { .. } | Mode::Ephemeral => Ok(()),
             Mode::Replay { expected, .. } => match expected.front() {
                 None => Ok(()),
@@ -110,73 +184,115 @@ impl Durability {
         }
     }
 
-    /// The next recorded call in replay, or `None` when the invocation runs live (switching a
-    /// resumed invocation to live when its recorded calls run out).
-    pub(crate) fn next_recorded(&mut self) -> Result<Option<HostCallRecord>, ()> {
+    /// The decision for one host call with `request`. An error traps the guest: a divergence
+    /// (also kept for [`Self::take_divergence`]), a call outside an invocation, or one past
+    /// `HOST_CALLS_PER_INVOCATION_MAX`.
+    pub fn decide(&self, f: &HostFunction, request: Value) -> Result<Decision, String> {
+        let mut core = self.core();
+        let attempted = || format!("{}.{}({request:?})", f.interface, f.function);
         if let Mode::Replay {
             expected,
             then_live,
-        } = &mut self.mode
+        } = &mut core.mode
         {
-            if let Some(r) = expected.pop_front() {
-                return Ok(Some(r));
-            }
-            match then_live.take() {
-                Some(journal) => self.mode = Mode::Live { journal },
-                None => return Err(()),
+            match expected.pop_front() {
+                Some(r)
+                    if r.interface == f.interface
+                        && r.function == f.function
+                        && r.request == request =>
+                {
+                    return Ok(Decision::Recorded(r.response));
+                }
+                Some(r) => {
+                    let message = format!(
+                        "the oplog records host call {}.{}({:?}), but the guest now calls {}",
+                        r.interface,
+                        r.function,
+                        r.request,
+                        attempted()
+                    );
+                    core.divergence = Some(message.clone());
+                    return Err(message);
+                }
+                None => match then_live.take() {
+                    // A resumed invocation past its last recorded call: live from here on.
+                    Some(journal) => core.mode = Mode::Live { journal, calls: 0 },
+                    None => {
+                        let message = format!(
+                            "the oplog records no further host call in this invocation, but the \
+                             guest now calls {}",
+                            attempted()
+                        );
+                        core.divergence = Some(message.clone());
+                        return Err(message);
+                    }
+                },
             }
         }
-        Ok(None)
+        match &mut core.mode {
+            Mode::Live { journal, calls } => {
+                if *calls >= HOST_CALLS_PER_INVOCATION_MAX {
+                    return Err(format!(
+                        "{} refused: one invocation may make at most \
+                         {HOST_CALLS_PER_INVOCATION_MAX} recorded host calls",
+                        attempted()
+                    ));
+                }
+                *calls += 1;
+                Ok(Decision::Perform(Pending {
+                    journal: Some(journal.clone()),
+                    function: *f,
+                    request,
+                }))
+            }
+            Mode::Ephemeral => Ok(Decision::Perform(Pending {
+                journal: None,
+                function: *f,
+                request,
+            })),
+            Mode::Idle | Mode::Replay { .. } => Err(format!(
+                "host call {} outside of an invocation cannot be recorded",
+                attempted()
+            )),
+        }
+    }
+}
+
+/// The host's side of the chokepoint for one store: what live calls reach.
+pub(crate) struct Durability {
+    environment: Arc<dyn Environment>,
+    pub(crate) http: HttpClient,
+    pub(crate) chokepoint: Chokepoint,
+}
+
+impl Durability {
+    fn new(environment: Arc<dyn Environment>, http: HttpClient) -> Self {
+        Self {
+            environment,
+            http,
+            chokepoint: Chokepoint::new(),
+        }
     }
 
-    fn diverge(&self, message: String) -> wasmtime::Error {
-        *self.divergence.lock().expect("divergence lock") = Some(message.clone());
-        wasmtime::Error::msg(message)
-    }
-
-    /// The chokepoint. `live` computes the response from the real world; it runs only live.
+    /// A host call whose live response is computed in place (no await): only local reads.
     fn host_call(
         &mut self,
-        interface: &str,
-        function: &str,
+        f: &HostFunction,
         request: Value,
         live: impl FnOnce(&dyn Environment) -> Value,
     ) -> wasmtime::Result<Value> {
-        let attempted = || format!("{interface}.{function}({request:?})");
-        match self.next_recorded() {
-            Ok(Some(r))
-                if r.interface == interface && r.function == function && r.request == request =>
-            {
-                Ok(r.response)
+        debug_assert_eq!(f.effect, Effect::LocalRead, "a remote effect must await");
+        match self
+            .chokepoint
+            .decide(f, request)
+            .map_err(wasmtime::Error::msg)?
+        {
+            Decision::Recorded(response) => Ok(response),
+            Decision::Perform(pending) => {
+                let response = live(self.environment.as_ref());
+                pending.record(&response);
+                Ok(response)
             }
-            Ok(Some(r)) => Err(self.diverge(format!(
-                "the oplog records host call {}.{}({:?}), but the guest now calls {}",
-                r.interface,
-                r.function,
-                r.request,
-                attempted()
-            ))),
-            Err(()) => Err(self.diverge(format!(
-                "the oplog records no further host call in this invocation, but the guest now \
-                 calls {}",
-                attempted()
-            ))),
-            Ok(None) => match &self.mode {
-                Mode::Live { journal } => {
-                    let response = live(self.environment.as_ref());
-                    journal.push(OplogEntry::HostCall {
-                        interface: interface.to_string(),
-                        function: function.to_string(),
-                        request,
-                        response: response.clone(),
-                    });
-                    Ok(response)
-                }
-                Mode::Ephemeral => Ok(live(self.environment.as_ref())),
-                _ => Err(wasmtime::Error::msg(format!(
-                    "host call {interface}.{function} outside of an invocation cannot be recorded"
-                ))),
-            },
         }
     }
 }
@@ -294,6 +410,24 @@ const RANDOM: &str = "wasi:random/random";
 const INSECURE: &str = "wasi:random/insecure";
 const INSECURE_SEED: &str = "wasi:random/insecure-seed";
 
+const fn local_read(interface: &'static str, function: &'static str) -> HostFunction {
+    HostFunction {
+        interface,
+        function,
+        effect: Effect::LocalRead,
+    }
+}
+
+const WALL_CLOCK_NOW: HostFunction = local_read(WALL_CLOCK, "now");
+const WALL_CLOCK_RESOLUTION: HostFunction = local_read(WALL_CLOCK, "resolution");
+const MONOTONIC_NOW: HostFunction = local_read(MONOTONIC_CLOCK, "now");
+const MONOTONIC_RESOLUTION: HostFunction = local_read(MONOTONIC_CLOCK, "resolution");
+const RANDOM_BYTES: HostFunction = local_read(RANDOM, "get-random-bytes");
+const RANDOM_U64: HostFunction = local_read(RANDOM, "get-random-u64");
+const INSECURE_BYTES: HostFunction = local_read(INSECURE, "get-insecure-random-bytes");
+const INSECURE_U64: HostFunction = local_read(INSECURE, "get-insecure-random-u64");
+const INSECURE_SEED_CALL: HostFunction = local_read(INSECURE_SEED, "insecure-seed");
+
 fn no_request() -> Value {
     Value::Tuple(Vec::new())
 }
@@ -366,7 +500,7 @@ impl wall_clock::Host for HostState {
     fn now(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
         let v = self
             .durability
-            .host_call(WALL_CLOCK, "now", no_request(), |env| {
+            .host_call(&WALL_CLOCK_NOW, no_request(), |env| {
                 datetime(env.wall_clock_now())
             })?;
         as_datetime("now", v)
@@ -375,7 +509,7 @@ impl wall_clock::Host for HostState {
     fn resolution(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
         let v = self
             .durability
-            .host_call(WALL_CLOCK, "resolution", no_request(), |_| {
+            .host_call(&WALL_CLOCK_RESOLUTION, no_request(), |_| {
                 datetime(std::time::Duration::from_nanos(1))
             })?;
         as_datetime("resolution", v)
@@ -386,7 +520,7 @@ impl monotonic_clock::Host for HostState {
     fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
         let v = self
             .durability
-            .host_call(MONOTONIC_CLOCK, "now", no_request(), |env| {
+            .host_call(&MONOTONIC_NOW, no_request(), |env| {
                 Value::U64(env.monotonic_now_ns())
             })?;
         as_u64(MONOTONIC_CLOCK, "now", v)
@@ -395,9 +529,7 @@ impl monotonic_clock::Host for HostState {
     fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
         let v = self
             .durability
-            .host_call(MONOTONIC_CLOCK, "resolution", no_request(), |_| {
-                Value::U64(1)
-            })?;
+            .host_call(&MONOTONIC_RESOLUTION, no_request(), |_| Value::U64(1))?;
         as_u64(MONOTONIC_CLOCK, "resolution", v)
     }
 
@@ -423,16 +555,14 @@ impl random::Host for HostState {
         check_len(len)?;
         let v = self
             .durability
-            .host_call(RANDOM, "get-random-bytes", Value::U64(len), |env| {
-                random_bytes(env, len)
-            })?;
+            .host_call(&RANDOM_BYTES, Value::U64(len), |env| random_bytes(env, len))?;
         as_bytes(RANDOM, "get-random-bytes", v)
     }
 
     fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
         let v = self
             .durability
-            .host_call(RANDOM, "get-random-u64", no_request(), random_u64)?;
+            .host_call(&RANDOM_U64, no_request(), random_u64)?;
         as_u64(RANDOM, "get-random-u64", v)
     }
 }
@@ -440,22 +570,18 @@ impl random::Host for HostState {
 impl insecure::Host for HostState {
     fn get_insecure_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
         check_len(len)?;
-        let v = self.durability.host_call(
-            INSECURE,
-            "get-insecure-random-bytes",
-            Value::U64(len),
-            |env| random_bytes(env, len),
-        )?;
+        let v = self
+            .durability
+            .host_call(&INSECURE_BYTES, Value::U64(len), |env| {
+                random_bytes(env, len)
+            })?;
         as_bytes(INSECURE, "get-insecure-random-bytes", v)
     }
 
     fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
-        let v = self.durability.host_call(
-            INSECURE,
-            "get-insecure-random-u64",
-            no_request(),
-            random_u64,
-        )?;
+        let v = self
+            .durability
+            .host_call(&INSECURE_U64, no_request(), random_u64)?;
         as_u64(INSECURE, "get-insecure-random-u64", v)
     }
 }
@@ -464,7 +590,7 @@ impl insecure_seed::Host for HostState {
     fn insecure_seed(&mut self) -> wasmtime::Result<(u64, u64)> {
         let v = self
             .durability
-            .host_call(INSECURE_SEED, "insecure-seed", no_request(), |env| {
+            .host_call(&INSECURE_SEED_CALL, no_request(), |env| {
                 Value::Tuple(vec![random_u64(env), random_u64(env)])
             })?;
         match v {

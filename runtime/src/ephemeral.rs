@@ -8,12 +8,10 @@ use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::HostState;
 use crate::error::InvokeError;
 use crate::limits::{EPHEMERAL_CALLS_MAX, EVICTION_WAIT};
-use crate::values::{from_val, to_val};
-use crate::worker::{arm_deadline, guest_store};
+use crate::worker::{arm_deadline, call, guest_store};
 use revenant_storage::Value;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use wasmtime::component::Val;
 
 /// Bounds how many ephemeral instances exist at once.
 pub(crate) fn slots() -> Semaphore {
@@ -53,31 +51,14 @@ impl Runtime {
             || false,
         );
         arm_deadline(&mut store, self.limits.invocation_timeout);
-        store.data_mut().durability.begin_ephemeral();
+        store.data().durability.chokepoint.begin_ephemeral();
         let instance = loaded
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| InvokeError::Trap(format!("instantiation failed: {e:#}")))?;
-        let func = instance
-            .get_func(&mut store, export.index)
-            .ok_or_else(|| InvokeError::Internal(format!("export `{}` not found", export.name)))?;
-        let params: Vec<Val> = args.iter().map(to_val).collect();
-        let mut results = vec![Val::Bool(false); export.signature.results.len()];
-        if let Err(e) = func.call_async(&mut store, &params, &mut results).await {
-            let state = store.data();
-            return Err(if state.deadline_exceeded {
-                InvokeError::Timeout(self.limits.invocation_timeout)
-            } else if state.limiter.memory_exceeded {
-                InvokeError::MemoryLimit(self.limits.guest_memory_bytes)
-            } else {
-                InvokeError::Trap(format!("{e:#}"))
-            });
-        }
-        results
-            .iter()
-            .map(from_val)
-            .collect::<Result<_, _>>()
-            .map_err(InvokeError::Trap)
+        call(&mut store, &instance, export, args)
+            .await
+            .map_err(|f| f.into_error(&self.limits, "(ephemeral)"))
     }
 }

@@ -34,6 +34,10 @@ pub enum InvokeError {
     Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A call repeated with the idempotency key of one that failed: the first call's outcome,
+    /// with the code it had.
+    #[error("{message}")]
+    Repeated { code: &'static str, message: String },
 }
 
 impl InvokeError {
@@ -55,8 +59,32 @@ impl InvokeError {
             Self::Divergence(_) => "worker_diverged",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
+            Self::Repeated { code, .. } => code,
         }
     }
+}
+
+/// The codes a failed call can be recorded with: those of the failures an invocation can end
+/// in once it has started.
+const RECORDED_CODES: [&str; 8] = [
+    "worker_trap",
+    "invocation_timeout",
+    "memory_limit",
+    "worker_interrupted",
+    "worker_exited",
+    "worker_diverged",
+    "storage_unavailable",
+    "internal",
+];
+
+/// The code a stored failure was recorded with, as one of this build's codes (an unknown one,
+/// from a newer build, reads as `worker_trap`).
+pub(crate) fn recorded_code(code: &str) -> &'static str {
+    RECORDED_CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("worker_trap")
 }
 
 impl From<StorageError> for InvokeError {

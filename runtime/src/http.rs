@@ -1,17 +1,15 @@
-//! Outgoing HTTP (`wasi:http/outgoing-handler`) through the durability chokepoint.
-//!
-//! Live: the request's body is read whole; everything the invocation recorded so far is made
-//! durable; then the request is sent, and its response (or failure) is read whole and recorded.
-//! If the process dies after the request left and before the invocation's end was durable, the
-//! resumed invocation sends it again: outgoing HTTP is at least once.
-//!
-//! Replay: the recorded response is returned without sending anything; a request that differs
-//! from the recorded one (method, URI, headers or body hash) is a divergence.
+//! Outgoing HTTP (`wasi:http/outgoing-handler`): how a request and its response are encoded
+//! for the log, and how one is performed. Whether it is performed at all, or answered from the
+//! log, is the chokepoint's decision (`durability.rs`): `handle` is a remote effect, so
+//! everything recorded before it is durable before the request leaves, and a process that dies
+//! after it left sends it again on resumption (outgoing HTTP is at least once). In replay a
+//! request that differs from the recorded one (method, URI, headers or body hash) is a
+//! divergence.
 //!
 //! Plain `http://` only for now (no TLS client is built in); bodies are bounded by
 //! `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
 
-use crate::durability::{Durability, HostCallRecord, Mode};
+use crate::durability::{Decision, Durability, Effect, HostFunction};
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_CONNECT_ATTEMPTS, HTTP_REQUEST_TIMEOUT, HTTP_RETRY_BACKOFF,
 };
@@ -21,7 +19,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use revenant_storage::{OplogEntry, Value};
+use revenant_storage::Value;
 use std::future::Future;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -33,8 +31,12 @@ pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-pub(crate) const INTERFACE: &str = "wasi:http/outgoing-handler";
-const FUNCTION: &str = "handle";
+/// `wasi:http/outgoing-handler.handle`: the request leaves the process.
+const HANDLE: HostFunction = HostFunction {
+    interface: "wasi:http/outgoing-handler",
+    function: "handle",
+    effect: Effect::Remote,
+};
 
 type SendResult = Result<
     (
@@ -183,67 +185,21 @@ impl WasiHttpHooks for Durability {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let divergence = self.divergence_slot();
-        match self.next_recorded() {
-            Ok(Some(recorded)) => Box::new(async move {
-                let (parts, body) = read_request(request).await?;
-                let attempted = request_value(&parts, &body);
-                let HostCallRecord {
-                    interface,
-                    function,
-                    request: expected,
-                    response,
-                } = recorded;
-                if interface != INTERFACE || function != FUNCTION || expected != attempted {
-                    let message = format!(
-                        "the oplog records host call {interface}.{function}({expected:?}), but the \
-                         guest now calls {INTERFACE}.{FUNCTION}({attempted:?})"
-                    );
-                    *divergence.lock().expect("divergence lock") = Some(message.clone());
-                    return Err(failed(message));
-                }
-                response_from(&response)
-            }),
-            Err(()) => {
-                let message = format!(
-                    "the oplog records no further host call in this invocation, but the guest now \
-                     calls {INTERFACE}.{FUNCTION}"
-                );
-                *divergence.lock().expect("divergence lock") = Some(message.clone());
-                Box::new(std::future::ready(Err(failed(message))))
-            }
-            Ok(None) if matches!(self.mode, Mode::Ephemeral) => {
-                let client = self.http.clone();
-                Box::new(async move {
-                    let (parts, body) = read_request(request).await?;
-                    response_from(&perform(&client, parts, body).await)
-                })
-            }
-            Ok(None) => {
-                let Mode::Live { journal } = &self.mode else {
-                    return Box::new(std::future::ready(Err(failed(
-                        "an outgoing request outside of an invocation cannot be recorded",
-                    ))));
-                };
-                let (journal, client) = (journal.clone(), self.http.clone());
-                Box::new(async move {
-                    let (parts, body) = read_request(request).await?;
-                    let request_record = request_value(&parts, &body);
-                    // The log must not run behind the outside world by more than this one call.
-                    journal
-                        .flush(true, None)
-                        .await
-                        .map_err(|e| failed(format!("the oplog could not be made durable: {e}")))?;
+        let (chokepoint, client) = (self.chokepoint.clone(), self.http.clone());
+        Box::new(async move {
+            let (parts, body) = read_request(request).await?;
+            match chokepoint
+                .decide(&HANDLE, request_value(&parts, &body))
+                .map_err(failed)?
+            {
+                Decision::Recorded(response) => response_from(&response),
+                Decision::Perform(pending) => {
+                    pending.before_effect().await.map_err(failed)?;
                     let response = perform(&client, parts, body).await;
-                    journal.push(OplogEntry::HostCall {
-                        interface: INTERFACE.into(),
-                        function: FUNCTION.into(),
-                        request: request_record,
-                        response: response.clone(),
-                    });
+                    pending.record(&response);
                     response_from(&response)
-                })
+                }
             }
-        }
+        })
     }
 }

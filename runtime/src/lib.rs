@@ -29,24 +29,21 @@ pub use worker::Control;
 
 /// Where a worker is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum WorkerStatus {
     /// In memory, waiting for a call.
-    Idle = 0,
+    Idle,
     /// Running an invocation.
-    Running = 1,
+    Running,
     /// Stopped by an operator; refuses calls until resumed.
-    Interrupted = 2,
-    /// Its state could not be rebuilt (e.g. a divergence); every call reports why.
-    Failed = 3,
+    Interrupted,
+    /// Its state could not be rebuilt (e.g. a divergence); every call tries again and reports
+    /// why.
+    Failed,
     /// Not in memory: rebuilt from its oplog on its next call.
-    Suspended = 4,
+    Suspended,
     /// The guest ended itself (`wasi:cli/exit`); it takes no more calls.
-    Exited = 5,
+    Exited,
 }
-
-/// The status byte of a slot whose worker was deleted and is leaving memory.
-pub(crate) const GONE: u8 = u8::MAX;
 
 impl WorkerStatus {
     pub fn as_str(self) -> &'static str {
@@ -57,16 +54,6 @@ impl WorkerStatus {
             Self::Failed => "failed",
             Self::Suspended => "suspended",
             Self::Exited => "exited",
-        }
-    }
-
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Running,
-            2 => Self::Interrupted,
-            3 => Self::Failed,
-            5 => Self::Exited,
-            _ => Self::Idle,
         }
     }
 }
@@ -84,7 +71,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
-use worker::{Invocation, WorkerContext};
+use worker::{Call, Command, StoredLifecycle, WorkerContext};
 
 /// What the runtime needs to start.
 pub struct RuntimeConfig {
@@ -239,26 +226,7 @@ impl Runtime {
         let loaded = self
             .loaded(component)
             .ok_or_else(|| InvokeError::UnknownComponent(component.to_string()))?;
-        let export = loaded
-            .info
-            .resolve(function)
-            .map_err(|_| InvokeError::UnknownFunction {
-                component: component.to_string(),
-                function: function.to_string(),
-            })?
-            .clone();
-        let params = &export.signature.params;
-        if params.len() != args.len() {
-            return Err(InvokeError::BadArguments(format!(
-                "`{}` takes {} argument(s), got {}",
-                export.name,
-                params.len(),
-                args.len()
-            )));
-        }
-        for ((name, ty), value) in params.iter().zip(args) {
-            ty.check(value, name).map_err(InvokeError::BadArguments)?;
-        }
+        let export = resolve_export(&loaded, function, args)?;
         Ok((loaded, export))
     }
 
@@ -287,30 +255,53 @@ impl Runtime {
             check_idempotency_key(key)?;
         }
         check_worker_name(&worker.name)?;
-        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
-
+        // Checked early against the newest version, to refuse a bad call fast; the worker checks
+        // again against the version it runs.
+        let (component, _) = self.resolve_call(&worker.component, function, &args)?;
         let (reply, answer) = oneshot::channel();
-        let mut invocation = Invocation {
-            export,
-            args,
-            idempotency_key,
-            reply: Some(reply),
-            control: None,
-        };
-        // A worker may retire between finding its mailbox and sending to it; then the call goes
-        // to its successor. Bounded: a retiring worker leaves the map before closing its mailbox.
+        let command = Command::Invoke(
+            Call {
+                function: function.to_string(),
+                args,
+                idempotency_key,
+                latest: component.clone(),
+            },
+            reply,
+        );
+        match self.send(&worker, &component, command, false).await? {
+            Some(()) => answer
+                .await
+                .map_err(|_| InvokeError::Internal("worker dropped the invocation".into()))?,
+            None => Err(InvokeError::MailboxFull(worker.to_string())),
+        }
+    }
+
+    /// Puts `command` in the worker's mailbox, spawning the worker's task if it is not in
+    /// memory. With `wait`, waits for room in a full mailbox; without, `None` means full.
+    async fn send(
+        &self,
+        worker: &WorkerId,
+        component: &Arc<LoadedComponent>,
+        mut command: Command,
+        wait: bool,
+    ) -> Result<Option<()>, InvokeError> {
+        // A worker may retire between finding its mailbox and sending to it; then the command
+        // goes to its successor. Bounded: a retiring worker leaves the map before closing its
+        // mailbox.
         for _ in 0..3 {
-            let mailbox = self.mailbox(&worker, &component).await?;
-            match mailbox.try_send(invocation) {
-                Ok(()) => {
-                    return answer.await.map_err(|_| {
-                        InvokeError::Internal("worker dropped the invocation".into())
-                    })?;
+            let mailbox = self.mailbox(worker, component).await?;
+            let sent = if wait {
+                mailbox.send(command).await.map_err(|e| e.0)
+            } else {
+                match mailbox.try_send(command) {
+                    Err(mpsc::error::TrySendError::Full(_)) => return Ok(None),
+                    Err(mpsc::error::TrySendError::Closed(returned)) => Err(returned),
+                    Ok(()) => Ok(()),
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    return Err(InvokeError::MailboxFull(worker.to_string()));
-                }
-                Err(mpsc::error::TrySendError::Closed(returned)) => invocation = returned,
+            };
+            match sent {
+                Ok(()) => return Ok(Some(())),
+                Err(returned) => command = returned,
             }
         }
         Err(InvokeError::Internal(format!(
@@ -328,18 +319,11 @@ impl Runtime {
                 tracing::warn!(%worker, "in flight, but its component is not loaded");
                 continue;
             };
-            let Some(export) = component.info.exports.values().next().cloned() else {
-                continue;
-            };
-            let mailbox = self.mailbox(worker, &component).await?;
-            let activation = Invocation {
-                export,
-                args: Vec::new(),
-                idempotency_key: None,
-                reply: None,
-                control: None,
-            };
-            if mailbox.try_send(activation).is_err() {
+            if self
+                .send(worker, &component, Command::Activate, false)
+                .await?
+                .is_none()
+            {
                 tracing::warn!(%worker, "could not queue its recovery; it resumes on its next call");
             }
         }
@@ -362,33 +346,14 @@ impl Runtime {
         {
             flags.interrupt.store(true, Ordering::SeqCst);
         }
-        let export = component
-            .info
-            .exports
-            .values()
-            .next()
-            .cloned()
-            .ok_or_else(|| InvokeError::Internal("the component exports nothing".into()))?;
         let (reply, answer) = oneshot::channel();
-        let command = Invocation {
-            // Unused by a control command, which the worker handles before any call.
-            export,
-            args: Vec::new(),
-            idempotency_key: None,
-            reply: Some(reply),
-            control: Some(control),
-        };
-        let mailbox = self.mailbox(&worker, &component).await?;
         // A control waits for room rather than failing on a full mailbox: an operator's command
         // must get through to a busy worker.
-        mailbox
-            .send(command)
-            .await
-            .map_err(|_| InvokeError::Internal(format!("worker {worker} stopped")))?;
+        self.send(&worker, &component, Command::Control(control, reply), true)
+            .await?;
         answer
             .await
             .map_err(|_| InvokeError::Internal("worker dropped the command".into()))?
-            .map(|_| ())
     }
 
     /// A worker's status; `None` if it does not exist.
@@ -404,22 +369,22 @@ impl Runtime {
 
     /// The status of a worker in memory (not one deleted and leaving).
     fn resident_status(&self, worker: &WorkerId) -> Option<WorkerStatus> {
-        let status = self.shared.flags(worker)?.status.load(Ordering::Relaxed);
-        (status != GONE).then(|| WorkerStatus::from_u8(status))
+        *self
+            .shared
+            .flags(worker)?
+            .status
+            .lock()
+            .expect("status lock")
     }
 
-    /// A worker not in memory is interrupted if its last entry says so, suspended otherwise.
+    /// The status of a worker not in memory, from its last entry.
     async fn stored_status(
         &self,
         worker: &WorkerId,
         last_index: u64,
     ) -> Result<WorkerStatus, InvokeError> {
         let last = self.oplog.read(worker, last_index, 1).await?;
-        Ok(match last.first().map(|e| &e.entry) {
-            Some(revenant_storage::OplogEntry::Interrupted) => WorkerStatus::Interrupted,
-            Some(revenant_storage::OplogEntry::Exited { .. }) => WorkerStatus::Exited,
-            _ => WorkerStatus::Suspended,
-        })
+        Ok(StoredLifecycle::of_last_entry(last.first().map(|e| &e.entry)).stored_status())
     }
 
     /// Up to `limit` workers of `component` named after `after`, with their status and last
@@ -472,7 +437,7 @@ impl Runtime {
         &self,
         worker: &WorkerId,
         component: &Arc<LoadedComponent>,
-    ) -> Result<mpsc::Sender<Invocation>, InvokeError> {
+    ) -> Result<mpsc::Sender<Command>, InvokeError> {
         let deadline = tokio::time::Instant::now() + EVICTION_WAIT;
         loop {
             // Registered before looking, so a slot freed in between is not missed.
@@ -518,6 +483,34 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The export `function` names in `component`, with `args` checked against its parameters.
+pub(crate) fn resolve_export(
+    component: &LoadedComponent,
+    function: &str,
+    args: &[Value],
+) -> Result<ExportInfo, InvokeError> {
+    let export = component
+        .info
+        .resolve(function)
+        .map_err(|_| InvokeError::UnknownFunction {
+            component: component.info.name.clone(),
+            function: function.to_string(),
+        })?;
+    let params = &export.signature.params;
+    if params.len() != args.len() {
+        return Err(InvokeError::BadArguments(format!(
+            "`{}` takes {} argument(s), got {}",
+            export.name,
+            params.len(),
+            args.len()
+        )));
+    }
+    for ((name, ty), value) in params.iter().zip(args) {
+        ty.check(value, name).map_err(InvokeError::BadArguments)?;
+    }
+    Ok(export.clone())
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), InvokeError> {

@@ -63,6 +63,12 @@ pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HTTP_CONNECT_ATTEMPTS: u32 = 3;
 pub const HTTP_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Host calls one invocation may record (clock readings, random draws, HTTP requests). Each is
+/// an entry held in memory until the invocation's end and replayed on every activation: a guest
+/// looping on the clock must trap, not grow the journal without bound. 10,000 is far above what
+/// a request handler makes.
+pub const HOST_CALLS_PER_INVOCATION_MAX: usize = 10_000;
+
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 

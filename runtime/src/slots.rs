@@ -7,8 +7,9 @@
 //! task keeps its `lifetime` lock until it has answered everything in its mailbox, and a
 //! successor for the same worker takes the same lock before it activates.
 
+use crate::WorkerStatus;
 use crate::limits::EVICTION_SCAN;
-use crate::worker::Invocation;
+use crate::worker::Command;
 use revenant_storage::WorkerId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
 
 pub(crate) struct Slot {
-    pub sender: mpsc::Sender<Invocation>,
+    pub sender: mpsc::Sender<Command>,
     pub lifetime: Arc<tokio::sync::Mutex<()>>,
     pub evict: Arc<Notify>,
     pub flags: Arc<WorkerFlags>,
@@ -27,10 +28,12 @@ pub(crate) struct Slot {
 /// What the worker's task shares with the rest of the runtime while it lives.
 #[derive(Default)]
 pub(crate) struct WorkerFlags {
-    /// A `WorkerStatus` as `u8`.
-    pub status: std::sync::atomic::AtomicU8,
-    /// Set to stop the running invocation at the next epoch tick.
-    pub interrupt: std::sync::atomic::AtomicBool,
+    /// What the task last reported from its lifecycle; `None` until it has loaded the worker,
+    /// and once it deleted it: the store speaks for the worker then.
+    pub status: Mutex<Option<WorkerStatus>>,
+    /// Set to stop the running invocation at the next epoch tick: a request to the task, read
+    /// by the guest's epoch callback on whatever thread runs it.
+    pub interrupt: AtomicBool,
 }
 
 struct Slots {
@@ -51,11 +54,11 @@ pub(crate) struct Shared {
 
 /// What `Shared::get_or_reserve` found.
 pub(crate) enum Reserve {
-    Existing(mpsc::Sender<Invocation>),
+    Existing(mpsc::Sender<Command>),
     /// A new slot: spawn its task with these.
     New {
-        sender: mpsc::Sender<Invocation>,
-        receiver: mpsc::Receiver<Invocation>,
+        sender: mpsc::Sender<Command>,
+        receiver: mpsc::Receiver<Command>,
         lifetime: Arc<tokio::sync::Mutex<()>>,
         evict: Arc<Notify>,
         flags: Arc<WorkerFlags>,

@@ -1,6 +1,9 @@
 //! Workers leave memory when idle or when the cap on workers in memory is reached, and come back
 //! with their state on their next call.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits};
 use revenant_storage::OplogStore;
 use revenant_storage::memory::MemoryStore;

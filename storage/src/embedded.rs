@@ -593,6 +593,9 @@ impl SnapshotReader for FjallReader {
 impl OccBackend for EmbeddedStore {
     type Tx = EmbeddedTx;
 
+    // The store times its own transactions (FoundationDB's 5 s limit, kept on every backend):
+    // an engine's clock, not the application's.
+    #[allow(clippy::disallowed_methods)]
     fn begin(&self) -> Result<EmbeddedTx, KvError> {
         // The snapshot and its version are taken together, under the lock the committer holds
         // while it makes a batch visible.

@@ -61,6 +61,15 @@ pub enum OplogEntry {
     /// The guest ended itself (`wasi:cli/exit`) with this code: the worker takes no more
     /// invocations. The invocation that exited is recorded as failed before it.
     Exited { code: i32 },
+    /// The invocation in progress failed, with the stable code of the failure
+    /// (`invocation_timeout`, `memory_limit`, `worker_trap`, ...), so that a retry with its
+    /// idempotency key answers with the same code. Written instead of `InvocationFailed`, which
+    /// older logs still hold (read as `worker_trap`); replay skips both alike.
+    InvocationFailedWithCode {
+        idempotency_key: String,
+        code: String,
+        error: String,
+    },
 }
 
 /// An entry with its position in the worker's oplog.

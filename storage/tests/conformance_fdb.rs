@@ -9,6 +9,8 @@
 //! The suite writes under the tuple prefix `("conformance", ...)` and the worker keys of the
 //! `conformance` component; use a test cluster.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
 #![cfg(feature = "foundationdb")]
 
 mod conformance;

@@ -6,6 +6,9 @@
 //! once with `REVENANT_WRITE_NEW_GOLDEN=1 cargo test -p revenant-storage --test golden`, which
 //! only creates files that do not exist yet, and committed; existing files are never touched.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 use revenant_storage::oplog::{FORMAT_VERSION, decode, encode};
 use revenant_storage::{OplogEntry, Value};
 use std::path::PathBuf;
@@ -101,6 +104,14 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
                 function: "handle".into(),
                 request: Value::Record(vec![("method".into(), Value::String("GET".into()))]),
                 response: Value::Result(Ok(Some(Box::new(Value::Bytes(b"body".to_vec()))))),
+            },
+        ),
+        (
+            "invocation-failed-with-code",
+            OplogEntry::InvocationFailedWithCode {
+                idempotency_key: "key-3".into(),
+                code: "invocation_timeout".into(),
+                error: "the invocation ran past its deadline of 500ms and was interrupted".into(),
             },
         ),
     ]

@@ -6,6 +6,9 @@
 //! The child is this same test binary, re-run with `--ignored --exact append_child` and the
 //! store's path in `REVENANT_APPEND_CHILD`.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 mod conformance;
 
 use conformance::{append_of, assert_exact, read_all};

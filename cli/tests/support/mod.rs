@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real `revenant` binary on 127.0.0.1 with port 0,
 //! learn its address from its first line of output, speak HTTP to it, and SIGKILL it by PID.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -162,6 +164,27 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, by this child's PID; then waits (polling, up to `deadline`) for it to exit and
+    /// returns how it exited.
+    pub fn terminate(mut self, deadline: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM delivered");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitable") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "the server did not exit within {deadline:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL, by this child's PID, then reap it.

@@ -6,11 +6,24 @@
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(not(feature = "v2"))]
 wit_bindgen::generate!({
     world: "user-activity",
     // `wit/deps/durable` links to Revenant's shared interfaces (`/wit`): the snapshot interface.
     path: "wit",
 });
+#[cfg(feature = "v2")]
+wit_bindgen::generate!({
+    world: "user-activity-v2",
+    path: "wit",
+});
+
+#[cfg(feature = "v2")]
+impl exports::revenant::user_activity::about::Guest for UserActivity {
+    fn version() -> String {
+        "2".into()
+    }
+}
 
 use exports::revenant::user_activity::api::{Activity, Guest};
 

@@ -1,6 +1,8 @@
 //! Servers whose behaviour is known, on 127.0.0.1, each on its own thread and runtime so the
 //! load generator's tasks do not share its scheduler.
 
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use bytes::Bytes;

@@ -1,0 +1,216 @@
+//! Bringing a worker into memory: where its log stands (all an operator's command needs), and
+//! its instance rebuilt from the latest snapshot and the entries after it; taking snapshots.
+
+use super::guest::{Guest, arm_deadline, guest_store};
+use super::lifecycle::Lifecycle;
+use super::{Log, Worker, WorkerContext, journal_after, replay};
+use crate::durability::HostState;
+use crate::error::InvokeError;
+use crate::limits::{REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, SNAPSHOT_PART_BYTES};
+use revenant_storage::{OplogEntry, SequencedEntry, Value};
+use std::sync::atomic::Ordering;
+use wasmtime::Store;
+
+/// The worker's log position and state, without an instance. A worker with no log yet is new:
+/// its `Create` waits for its first entry.
+pub(super) async fn load(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
+    let Some(metadata) = ctx.oplog.metadata(&ctx.id).await? else {
+        return Ok(new_worker(ctx));
+    };
+    let last = ctx.oplog.read(&ctx.id, metadata.last_index, 1).await?;
+    Ok(Worker {
+        log: Log {
+            last_index: metadata.last_index,
+            snapshot_index: metadata.snapshot_index,
+            since_snapshot: 0,
+            pending_create: None,
+        },
+        life: Lifecycle::of_last_entry(last.first().map(|e| &e.entry)),
+        guest: None,
+    })
+}
+
+fn new_worker(ctx: &WorkerContext) -> Worker {
+    Worker {
+        log: Log {
+            last_index: 0,
+            snapshot_index: 0,
+            since_snapshot: 0,
+            pending_create: Some(OplogEntry::Create {
+                component_hash: ctx.component.info.hash.clone(),
+            }),
+        },
+        life: Lifecycle::Ready,
+        guest: None,
+    }
+}
+
+fn new_store(ctx: &WorkerContext) -> Store<HostState> {
+    let flags = ctx.flags.clone();
+    guest_store(
+        &ctx.engine,
+        HostState::new(
+            ctx.environment.clone(),
+            ctx.http.clone(),
+            ctx.limits.guest_memory_bytes,
+        ),
+        move || flags.interrupt.load(Ordering::SeqCst),
+    )
+}
+
+/// The worker with its instance: instantiated, then its state rebuilt from the log.
+pub(super) async fn activate(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
+    let metadata = ctx.oplog.metadata(&ctx.id).await?;
+    let mut store = new_store(ctx);
+    arm_deadline(&mut store, ctx.limits.invocation_timeout);
+    let instance = ctx
+        .component
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| InvokeError::Trap(format!("instantiation failed: {e:#}")))?;
+    let mut worker = new_worker(ctx);
+    worker.guest = Some(Guest { store, instance });
+    let Some(m) = metadata else {
+        return Ok(worker);
+    };
+    worker.log.pending_create = None;
+    let from = if m.snapshot_index > 0 {
+        load_snapshot(ctx, &mut worker, m.snapshot_index).await?
+    } else {
+        1
+    };
+    worker.log.last_index = from - 1;
+    replay::replay(ctx, &mut worker, from, m.last_index).await?;
+    Ok(worker)
+}
+
+/// Loads the snapshot whose first part is at `index`; returns the entry after its last part.
+async fn load_snapshot(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    index: u64,
+) -> Result<u64, InvokeError> {
+    let Some((_, load)) = ctx.component.info.snapshot_exports() else {
+        return Err(InvokeError::Divergence(
+            "the worker has a snapshot, but its component no longer exports revenant:durable/snapshot"
+                .into(),
+        ));
+    };
+    let mut bytes = Vec::new();
+    let mut next = index;
+    loop {
+        let page = ctx.oplog.read(&ctx.id, next, REPLAY_PAGE_ENTRIES).await?;
+        let mut done = false;
+        for SequencedEntry { seq, entry } in page {
+            match entry {
+                OplogEntry::Snapshot {
+                    part,
+                    parts,
+                    bytes: b,
+                } if seq == next => {
+                    bytes.extend_from_slice(&b);
+                    next = seq + 1;
+                    if part + 1 == parts {
+                        done = true;
+                        break;
+                    }
+                }
+                other => {
+                    return Err(InvokeError::Storage(format!(
+                        "snapshot of {} at {index} is incomplete: entry {seq} is {other:?}",
+                        ctx.id
+                    )));
+                }
+            }
+        }
+        if done {
+            break;
+        }
+        if next == index {
+            return Err(InvokeError::Storage(format!(
+                "snapshot of {} at {index} is missing",
+                ctx.id
+            )));
+        }
+    }
+    let guest = worker.guest.as_mut().expect("activating");
+    arm_deadline(
+        &mut guest.store,
+        ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR,
+    );
+    let load = load.clone();
+    guest
+        .call(&load, &[Value::Bytes(bytes)])
+        .await
+        .map_err(|f| {
+            InvokeError::Divergence(format!(
+                "loading the snapshot at {index} failed: {}",
+                f.into_error(&ctx.limits, &ctx.id.to_string())
+            ))
+        })?;
+    worker.log.snapshot_index = index;
+    Ok(next)
+}
+
+/// Saves a snapshot of the worker's state after its latest invocation, if the component can,
+/// and deletes the oplog before it if so configured. `Err` means the instance trapped and must
+/// be rebuilt.
+pub(super) async fn take_snapshot(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+) -> Result<(), InvokeError> {
+    let Some((save, _)) = ctx.component.info.snapshot_exports() else {
+        return Ok(());
+    };
+    let save = save.clone();
+    let guest = worker
+        .guest
+        .as_mut()
+        .expect("a snapshot is taken of an active worker");
+    arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
+    let result = guest
+        .call(&save, &[])
+        .await
+        .map_err(|f| f.into_error(&ctx.limits, &ctx.id.to_string()))?;
+    let not_bytes =
+        || InvokeError::Internal("save-snapshot returned something else than bytes".into());
+    let bytes: Vec<u8> = match result.as_slice() {
+        [Value::List(items)] => items
+            .iter()
+            .map(|v| match v {
+                Value::U8(b) => Ok(*b),
+                _ => Err(not_bytes()),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(not_bytes()),
+    };
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(SNAPSHOT_PART_BYTES).collect()
+    };
+    let parts = chunks.len() as u32;
+    let journal = journal_after(ctx, &worker.log, false);
+    journal.push_snapshot(
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| OplogEntry::Snapshot {
+                part: i as u32,
+                parts,
+                bytes: b.to_vec(),
+            })
+            .collect(),
+    );
+    journal.flush(false, None).await?;
+    worker.log.last_index = journal.last_index();
+    worker.log.snapshot_index = journal.snapshot_index();
+    worker.log.since_snapshot = 0;
+    if ctx.limits.truncate_at_snapshot {
+        ctx.oplog
+            .truncate_before(&ctx.id, worker.log.snapshot_index)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! One call run live: its entries collect in a journal, its outcome is recorded, and the reply
+//! goes out only once they are durable. Also the outcome of an idempotency key already used.
+
+use super::guest::{CallFailure, arm_deadline};
+use super::{Call, Worker, WorkerContext, journal_after};
+use crate::component::ExportInfo;
+use crate::error::InvokeError;
+use crate::journal::Journal;
+use revenant_storage::{OplogEntry, SequencedEntry, Value};
+use std::sync::atomic::Ordering;
+
+/// Runs the call and makes it durable. Returns the reply and whether the in-memory worker may
+/// be kept.
+pub(super) async fn invoke(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    export: &ExportInfo,
+    call: &Call,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    let journal = journal_after(ctx, &worker.log, false);
+    if let Some(create) = worker.log.pending_create.take() {
+        journal.push(create);
+    }
+    journal.push(OplogEntry::InvocationStarted {
+        idempotency_key: call.idempotency_key.clone().unwrap_or_default(),
+        function: export.name.clone(),
+        args: call.args.clone(),
+    });
+    let guest = worker
+        .guest
+        .as_mut()
+        .expect("a live call runs on an instance");
+    let chokepoint = guest.store.data().durability.chokepoint.clone();
+    chokepoint.begin_live(journal.clone());
+    arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
+    let outcome = guest.call(export, &call.args).await;
+    let _ = chokepoint.finish();
+    finish(ctx, worker, &journal, call.idempotency_key.clone(), outcome).await
+}
+
+/// Records how an invocation ended and makes it durable: the reply, and whether the in-memory
+/// worker may be kept. A failure is recorded with its stable code, so that a retry with the
+/// same idempotency key answers as the first call did.
+pub(super) async fn finish(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    journal: &Journal,
+    idempotency_key: Option<String>,
+    outcome: Result<Vec<Value>, CallFailure>,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    let key = idempotency_key.clone().unwrap_or_default();
+    let mut lifecycle = None;
+    let (reply, keep) = match outcome {
+        Ok(result) => {
+            journal.push(OplogEntry::InvocationCompleted {
+                idempotency_key: key,
+                result: result.clone(),
+            });
+            (Ok(result), true)
+        }
+        Err(failure) => {
+            lifecycle = match failure {
+                CallFailure::Exited(code) => Some(OplogEntry::Exited { code }),
+                CallFailure::Interrupted => Some(OplogEntry::Interrupted),
+                _ => None,
+            };
+            let error = failure.into_error(&ctx.limits, &ctx.id.to_string());
+            tracing::info!(worker = %ctx.id, "an invocation failed: {error}");
+            journal.push(OplogEntry::InvocationFailedWithCode {
+                idempotency_key: key,
+                code: error.code().to_string(),
+                error: error.to_string(),
+            });
+            if let Some(entry) = &lifecycle {
+                journal.push(entry.clone());
+            }
+            (Err(error), false)
+        }
+    };
+    if let Some(failure) = journal.failure() {
+        return (Err(InvokeError::Storage(failure)), false);
+    }
+    match journal.flush(false, idempotency_key).await {
+        Ok(()) => {
+            worker.log.last_index = journal.last_index();
+            if let Some(entry) = lifecycle {
+                worker.life = worker.life.after(&entry);
+                if entry == OplogEntry::Interrupted {
+                    ctx.flags.interrupt.store(false, Ordering::SeqCst);
+                }
+            }
+            (reply, keep)
+        }
+        Err(e) => (Err(e.into()), false),
+    }
+}
+
+/// The outcome recorded for an idempotency key, if the worker already ran a call with it.
+pub(super) async fn stored_outcome(
+    ctx: &WorkerContext,
+    key: &str,
+) -> Result<Option<Result<Vec<Value>, InvokeError>>, InvokeError> {
+    let Some(seq) = ctx.oplog.idempotent_outcome(&ctx.id, key).await? else {
+        return Ok(None);
+    };
+    let entry = ctx.oplog.read(&ctx.id, seq, 1).await?;
+    let repeated = |code: &str, error: String| InvokeError::Repeated {
+        code: crate::error::recorded_code(code),
+        message: format!("the call with this idempotency key failed: {error}"),
+    };
+    match entry.into_iter().next() {
+        Some(SequencedEntry { seq: found, entry }) if found == seq => match entry {
+            OplogEntry::InvocationCompleted { result, .. } => Ok(Some(Ok(result))),
+            OplogEntry::InvocationFailedWithCode { code, error, .. } => {
+                Ok(Some(Err(repeated(&code, error))))
+            }
+            // Written before failures kept their code.
+            OplogEntry::InvocationFailed { error, .. } => {
+                Ok(Some(Err(repeated("worker_trap", error))))
+            }
+            // An exit or interrupt is written after the failed call it ended; the index points
+            // at the last entry of the append.
+            OplogEntry::Exited { .. } | OplogEntry::Interrupted => {
+                let before = ctx.oplog.read(&ctx.id, seq - 1, 1).await?;
+                match before.into_iter().next().map(|e| e.entry) {
+                    Some(OplogEntry::InvocationFailedWithCode { code, error, .. }) => {
+                        Ok(Some(Err(repeated(&code, error))))
+                    }
+                    Some(OplogEntry::InvocationFailed { error, .. }) => {
+                        Ok(Some(Err(repeated("worker_trap", error))))
+                    }
+                    _ => Err(lost(key, seq)),
+                }
+            }
+            _ => Err(lost(key, seq)),
+        },
+        _ => Err(lost(key, seq)),
+    }
+}
+
+fn lost(key: &str, seq: u64) -> InvokeError {
+    InvokeError::Storage(format!(
+        "the outcome of idempotency key `{key}` (entry {seq}) is no longer stored"
+    ))
+}

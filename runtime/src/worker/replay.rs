@@ -1,0 +1,187 @@
+//! Rebuilding a worker's state from its log: every completed invocation is run again with its
+//! recorded arguments, its host calls answered from the log, and must return its recorded
+//! result. An invocation the process died in is continued on the same path, then live.
+
+use super::guest::{CallFailure, arm_deadline};
+use super::{Worker, WorkerContext, journal_after, live};
+use crate::durability::HostCallRecord;
+use crate::error::InvokeError;
+use crate::limits::{REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR};
+use revenant_storage::{OplogEntry, SequencedEntry, Value};
+
+/// An invocation read back from the log, waiting for its outcome.
+struct Recorded {
+    function: String,
+    args: Vec<Value>,
+    idempotency_key: String,
+    host_calls: Vec<HostCallRecord>,
+}
+
+/// How a re-run invocation ends.
+enum Ending {
+    /// It completed when recorded, at `seq`, with this result: it must again.
+    Completed { result: Vec<Value>, seq: u64 },
+    /// The process died during it: it goes on live and its outcome is recorded now.
+    Resumed,
+}
+
+pub(super) async fn replay(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    mut from: u64,
+    last_index: u64,
+) -> Result<(), InvokeError> {
+    let mut open: Option<Recorded> = None;
+    while from <= last_index {
+        let page = ctx.oplog.read(&ctx.id, from, REPLAY_PAGE_ENTRIES).await?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for SequencedEntry { seq, entry } in page {
+            worker.life = worker.life.after(&entry);
+            match entry {
+                OplogEntry::Create { component_hash } => {
+                    if component_hash != ctx.component.info.hash {
+                        tracing::info!(worker = %ctx.id, "worker was created with component {component_hash}, now runs {}", ctx.component.info.hash);
+                    }
+                }
+                OplogEntry::InvocationStarted {
+                    function,
+                    args,
+                    idempotency_key,
+                } => {
+                    if let Some(abandoned) = open.take() {
+                        tracing::warn!(worker = %ctx.id, "skipping invocation of {} that never completed", abandoned.function);
+                    }
+                    open = Some(Recorded {
+                        function,
+                        args,
+                        idempotency_key,
+                        host_calls: Vec::new(),
+                    });
+                }
+                OplogEntry::HostCall {
+                    interface,
+                    function,
+                    request,
+                    response,
+                } => {
+                    let Some(inv) = open.as_mut() else {
+                        return Err(InvokeError::Internal(format!(
+                            "oplog of {} has a host call at {seq} outside any invocation",
+                            ctx.id
+                        )));
+                    };
+                    inv.host_calls.push(HostCallRecord {
+                        interface,
+                        function,
+                        request,
+                        response,
+                    });
+                }
+                OplogEntry::InvocationCompleted { result, .. } => {
+                    let Some(inv) = open.take() else {
+                        return Err(InvokeError::Internal(format!(
+                            "oplog of {} completes an invocation at {seq} that never started",
+                            ctx.id
+                        )));
+                    };
+                    rerun(ctx, worker, inv, Ending::Completed { result, seq }).await?;
+                }
+                // A failed invocation's effects were rolled back when it failed: skip it.
+                OplogEntry::InvocationFailed { .. }
+                | OplogEntry::InvocationFailedWithCode { .. } => open = None,
+                // An older snapshot is a state dump the log already accounts for; lifecycle
+                // entries moved the state above.
+                OplogEntry::Snapshot { .. }
+                | OplogEntry::Interrupted
+                | OplogEntry::Resumed
+                | OplogEntry::Exited { .. } => {}
+            }
+            worker.log.last_index = seq;
+        }
+    }
+    if worker.log.last_index != last_index {
+        return Err(InvokeError::Storage(format!(
+            "oplog of {} ends at {} but its metadata says {last_index}",
+            ctx.id, worker.log.last_index
+        )));
+    }
+    if let Some(interrupted) = open {
+        tracing::info!(worker = %ctx.id, "resuming an interrupted invocation of {}", interrupted.function);
+        rerun(ctx, worker, interrupted, Ending::Resumed).await?;
+    }
+    Ok(())
+}
+
+/// Runs a recorded invocation again: its host calls are answered from the log; a resumed one
+/// continues live once they run out, on a journal that follows the log.
+async fn rerun(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    inv: Recorded,
+    ending: Ending,
+) -> Result<(), InvokeError> {
+    let export = ctx
+        .component
+        .info
+        .exports
+        .get(&inv.function)
+        .cloned()
+        .ok_or_else(|| {
+            InvokeError::Divergence(format!(
+                "the oplog invokes `{}`, which the component no longer exports",
+                inv.function
+            ))
+        })?;
+    let (then_live, timeout) = match ending {
+        Ending::Completed { .. } => (None, ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR),
+        Ending::Resumed => (
+            Some(journal_after(ctx, &worker.log, true)),
+            ctx.limits.invocation_timeout,
+        ),
+    };
+    let guest = worker.guest.as_mut().expect("replay runs on an instance");
+    let chokepoint = guest.store.data().durability.chokepoint.clone();
+    chokepoint.begin_replay(inv.host_calls, then_live.clone());
+    arm_deadline(&mut guest.store, timeout);
+    let outcome = guest.call(&export, &inv.args).await;
+    let leftover = chokepoint.finish();
+    let at = match &ending {
+        Ending::Completed { seq, .. } => format!("replaying entry {seq}"),
+        Ending::Resumed => format!("resuming `{}`", inv.function),
+    };
+    if let Some(d) = chokepoint.take_divergence() {
+        return Err(InvokeError::Divergence(format!("{at}: {d}")));
+    }
+    match ending {
+        Ending::Completed { result, .. } => match (outcome, leftover) {
+            (Err(CallFailure::Trap(e)), _) => Err(InvokeError::Divergence(format!(
+                "{at}: `{}` trapped in replay but completed when recorded: {e}",
+                inv.function
+            ))),
+            (Err(other), _) => Err(other.into_error(&ctx.limits, &ctx.id.to_string())),
+            (Ok(_), Err(d)) => Err(InvokeError::Divergence(format!("{at}: {d}"))),
+            (Ok(now), Ok(())) if now != result => Err(InvokeError::Divergence(format!(
+                "{at}: `{}` returned {now:?}, but the oplog records {result:?}",
+                inv.function
+            ))),
+            (Ok(_), Ok(())) => Ok(()),
+        },
+        Ending::Resumed => {
+            if let Err(d) = leftover {
+                return Err(InvokeError::Divergence(format!("{at}: {d}")));
+            }
+            let journal = then_live.expect("a resumed invocation has a journal");
+            let key = (!inv.idempotency_key.is_empty()).then_some(inv.idempotency_key);
+            let (_, keep) = live::finish(ctx, worker, &journal, key, outcome).await;
+            if keep {
+                Ok(())
+            } else {
+                Err(InvokeError::Internal(format!(
+                    "the resumed invocation of `{}` did not complete",
+                    inv.function
+                )))
+            }
+        }
+    }
+}
