@@ -23,7 +23,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use revenant_api_definitions::auth::KEYS_MAX;
 use revenant_api_definitions::{AuthScheme, Diagnostic, JwksSource, KeyMaterial};
 use serde_json::{Map, Value as Json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -52,6 +52,34 @@ pub struct Authenticator {
     issuer: Option<String>,
     audience: Option<String>,
     leeway_seconds: u64,
+}
+
+/// Authenticators already built, reused by later builds of the router: a deploy does not read
+/// an unchanged scheme's key files again, nor forget the keys it fetched from a JWKS URL.
+/// Holds only what some router still uses: an entry nothing else references is dropped at the
+/// next lookup, so it is bounded by the live definitions' schemes.
+#[derive(Default)]
+pub struct AuthCache {
+    // std's Mutex: held while building one scheme's authenticator, never across an await.
+    built: std::sync::Mutex<Vec<(AuthScheme, PathBuf, Arc<Authenticator>)>>,
+}
+
+impl AuthCache {
+    /// The authenticator for `scheme` (with key files relative to `base`), built once.
+    pub fn get_or_load(
+        &self,
+        scheme: &AuthScheme,
+        base: &Path,
+    ) -> Result<Arc<Authenticator>, Vec<Diagnostic>> {
+        let mut built = self.built.lock().expect("never poisoned");
+        built.retain(|(_, _, a)| Arc::strong_count(a) > 1);
+        if let Some((_, _, a)) = built.iter().find(|(s, b, _)| s == scheme && b == base) {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(Authenticator::load(scheme, base)?);
+        built.push((scheme.clone(), base.to_path_buf(), a.clone()));
+        Ok(a)
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

@@ -7,6 +7,7 @@
 //! components (with an uploaded component in place of the old version), or it is refused and the
 //! old router keeps serving. Requests in flight finish on the router they started with.
 
+use crate::auth::AuthCache;
 use crate::error::ApiError;
 use crate::error::ErrorCode;
 use crate::limits::{COMPONENTS_MAX, DEFINITIONS_MAX};
@@ -61,6 +62,8 @@ pub struct Deployments<K: KvStore> {
     /// Deployed definitions by name. The lock also serialises deploys.
     deployed: tokio::sync::Mutex<BTreeMap<String, Deployed>>,
     live: Arc<LiveGateway>,
+    /// Auth schemes built for the live router, kept across deploys.
+    auth: AuthCache,
 }
 
 /// The project file's routes, as a definition name: not available for deploys.
@@ -176,8 +179,15 @@ impl<K: KvStore> Deployments<K> {
             }
         }
         let lookup = |c: &str| runtime.component(c);
+        let auth = AuthCache::default();
         let gateway = loop {
-            match build_gateway(&runtime, &base, deployed.values().map(|d| &d.api), &lookup) {
+            match build_gateway(
+                &runtime,
+                &auth,
+                &base,
+                deployed.values().map(|d| &d.api),
+                &lookup,
+            ) {
                 Ok(g) => break g,
                 Err(d) => {
                     // Drop the deployed definitions one at a time, last name first, until the
@@ -195,6 +205,7 @@ impl<K: KvStore> Deployments<K> {
             base,
             deployed: tokio::sync::Mutex::new(deployed),
             live: Arc::new(LiveGateway::new(gateway)),
+            auth,
         })
     }
 
@@ -235,12 +246,13 @@ impl<K: KvStore> Deployments<K> {
             }
         };
         let apis = deployed.values().map(|d| &d.api);
-        let gateway = build_gateway(&self.runtime, &self.base, apis, &lookup).map_err(|d| {
-            let mut e = invalid_definition(&d);
-            e.code = ErrorCode::IncompatibleComponent;
-            e.message = format!("the live routes do not bind to this component:\n{d}");
-            e
-        })?;
+        let gateway =
+            build_gateway(&self.runtime, &self.auth, &self.base, apis, &lookup).map_err(|d| {
+                let mut e = invalid_definition(&d);
+                e.code = ErrorCode::IncompatibleComponent;
+                e.message = format!("the live routes do not bind to this component:\n{d}");
+                e
+            })?;
         let (version, _) = catalog::put_next_version(&*self.kv, BlobKind::Component, name, &bytes)
             .await
             .map_err(storage)?;
@@ -276,8 +288,14 @@ impl<K: KvStore> Deployments<K> {
             .filter(|(k, _)| *k != name)
             .map(|(_, d)| &d.api);
         let lookup = |c: &str| self.runtime.component(c);
-        let gateway = build_gateway(&self.runtime, &self.base, others.chain([&api]), &lookup)
-            .map_err(|d| invalid_definition(&d))?;
+        let gateway = build_gateway(
+            &self.runtime,
+            &self.auth,
+            &self.base,
+            others.chain([&api]),
+            &lookup,
+        )
+        .map_err(|d| invalid_definition(&d))?;
         let (version, _) =
             catalog::put_next_version(&*self.kv, BlobKind::Definition, name, source.as_bytes())
                 .await
@@ -309,7 +327,7 @@ impl<K: KvStore> Deployments<K> {
             .filter(|(k, _)| *k != name)
             .map(|(_, d)| &d.api);
         let lookup = |c: &str| self.runtime.component(c);
-        let gateway = build_gateway(&self.runtime, &self.base, others, &lookup)
+        let gateway = build_gateway(&self.runtime, &self.auth, &self.base, others, &lookup)
             .map_err(|d| invalid_definition(&d))?;
         catalog::set_live(&*self.kv, BlobKind::Definition, name, None)
             .await
@@ -347,13 +365,14 @@ impl<K: KvStore> Deployments<K> {
 /// One router: the project file's routes, then the deployed definitions.
 fn build_gateway<'a>(
     runtime: &Arc<Runtime>,
+    auth: &AuthCache,
     base: &'a ApiDefinition,
     deployed: impl IntoIterator<Item = &'a ApiDefinition>,
     lookup: &dyn Fn(&str) -> Option<ComponentInfo>,
 ) -> Result<Gateway, Diagnostics> {
     let mut apis = vec![base];
     apis.extend(deployed);
-    Gateway::build(runtime.clone(), &apis, lookup)
+    Gateway::build(runtime.clone(), auth, &apis, lookup)
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use revenant_api_definitions::{ApiSpec, compile, parse_yaml};
-use revenant_gateway::auth::Authenticator;
+use revenant_gateway::auth::{AuthCache, Authenticator};
 use revenant_gateway::clock::Now;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,5 +106,74 @@ async fn unknown_kids_fetch_the_jwks_at_most_once_a_minute() {
         fetches.load(Ordering::SeqCst),
         1,
         "50 unknown kids within a minute of the last fetch fetch nothing"
+    );
+}
+
+/// A token whose `exp` is `exp`, for checks against a time the test chooses.
+fn bearer_expiring(exp: u64) -> HeaderMap {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let token = encode(
+        &header,
+        &serde_json::json!({"sub": "a", "exp": exp}),
+        &key(),
+    )
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers
+}
+
+#[tokio::test]
+async fn a_rebuilt_router_keeps_the_keys_it_fetched_and_time_is_passed_in() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = jwks_server(fetches.clone()).await;
+    let text = format!("auth:\n  remote:\n    jwks_url: {url}\n    leeway_seconds: 0\n");
+    let spec: ApiSpec = parse_yaml("api.yaml", &text).unwrap();
+    let api = compile("api.yaml", &spec, |_| true).unwrap();
+    let cache = AuthCache::default();
+    let first = cache.get_or_load(&api.auth[0], &api.base_dir).unwrap();
+    let now = Now::read();
+    first.verify(&bearer("k1"), now).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    // A deploy builds the router again: the same scheme is the same authenticator.
+    let second = cache.get_or_load(&api.auth[0], &api.base_dir).unwrap();
+    assert!(Arc::ptr_eq(&first, &second));
+    second.verify(&bearer("k1"), now).await.unwrap();
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "no fetch after a rebuild"
+    );
+
+    // Expiry is judged against the time the request passes in, not the machine's clock.
+    let exp = 2_000_000_000;
+    let at = |unix_seconds| Now {
+        unix_seconds,
+        instant: now.instant,
+    };
+    second.verify(&bearer_expiring(exp), at(exp)).await.unwrap();
+    let e = second
+        .verify(&bearer_expiring(exp), at(exp + 1))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("expired"), "{}", e.message);
+    // And so is the JWKS refresh interval: a minute later, an unknown kid fetches again.
+    let later = Now {
+        unix_seconds: now.unix_seconds,
+        instant: now.instant + std::time::Duration::from_secs(61),
+    };
+    second.verify(&bearer("made-up"), later).await.unwrap_err();
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+    // Once no router uses it, the cache lets it go.
+    drop((first, second));
+    let third = cache.get_or_load(&api.auth[0], &api.base_dir).unwrap();
+    third.verify(&bearer("k1"), now).await.unwrap();
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        3,
+        "a new authenticator fetches anew"
     );
 }

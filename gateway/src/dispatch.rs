@@ -1,0 +1,31 @@
+//! Handing a bound request to the runtime: a durable call on the worker the route names, or an
+//! ephemeral one on a fresh instance (`durable: false`).
+
+use crate::binding::Binding;
+use crate::error::ApiError;
+use revenant_runtime::{Runtime, Value, WorkerId};
+
+pub(crate) async fn call(
+    runtime: &Runtime,
+    binding: &Binding,
+    worker_name: String,
+    args: Vec<Value>,
+    idempotency_key: Option<String>,
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_variables))] method: &http::Method,
+) -> Result<Vec<Value>, ApiError> {
+    let route = &binding.route;
+    #[cfg(feature = "fault-injection")]
+    if crate::faults::lose_update(&worker_name, method) {
+        return Ok(Vec::new());
+    }
+    Ok(if route.durable {
+        let worker = WorkerId::new(route.component.clone(), worker_name);
+        runtime
+            .invoke(worker, &binding.export, args, idempotency_key)
+            .await?
+    } else {
+        runtime
+            .invoke_ephemeral(&route.component, &binding.export, args)
+            .await?
+    })
+}
