@@ -204,7 +204,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     };
     let oplog: Arc<dyn revenant_storage::OplogStore> = match &store {
         Some(store) => store.clone(),
-        None => Arc::new(revenant_storage::memory::MemoryStore::new()),
+        None => Arc::new(revenant_storage::memory::MemoryStore::default()),
     };
     let runtime = Runtime::new(
         RuntimeConfig {

@@ -100,7 +100,7 @@ async fn the_reply_waits_until_the_entries_are_durable() {
 
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let store = Arc::new(WithheldDurability {
-        inner: MemoryStore::new(),
+        inner: MemoryStore::default(),
         arrived: arrived_tx,
         gate: Semaphore::new(0),
     });

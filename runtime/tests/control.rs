@@ -22,7 +22,7 @@ fn stress_runtime(limits: WorkerLimits, cache: &std::path::Path) -> Arc<Runtime>
         component.exists(),
         "build the example components first (scripts/test.sh)"
     );
-    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
     Runtime::new(
         RuntimeConfig {
             components: vec![("stress".into(), component)],

@@ -18,7 +18,7 @@ fn runtime(limits: WorkerLimits, cache: &std::path::Path) -> Arc<Runtime> {
         component.exists(),
         "build the example component first (scripts/test.sh)"
     );
-    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
     Runtime::new(
         RuntimeConfig {
             components: vec![("user-activity".into(), component)],

@@ -38,7 +38,7 @@ fn s(x: &str) -> Value {
 #[tokio::test]
 async fn a_new_runtime_rebuilds_state_from_the_oplog_with_recorded_clock_and_random() {
     let cache = tempfile::tempdir().unwrap();
-    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
     let worker = WorkerId::new("user-activity", "user-1");
 
     let first = runtime(store.clone(), cache.path());
@@ -89,7 +89,7 @@ async fn a_new_runtime_rebuilds_state_from_the_oplog_with_recorded_clock_and_ran
 #[tokio::test]
 async fn arguments_of_the_wrong_type_are_refused_before_the_guest_runs() {
     let cache = tempfile::tempdir().unwrap();
-    let rt = runtime(Arc::new(MemoryStore::new()), cache.path());
+    let rt = runtime(Arc::new(MemoryStore::default()), cache.path());
     let err = rt
         .invoke(
             WorkerId::new("user-activity", "u"),

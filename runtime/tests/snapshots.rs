@@ -52,7 +52,7 @@ async fn fill(rt: &Runtime, worker: &WorkerId, n: usize) -> Value {
 async fn recovery_from_a_snapshot_equals_a_full_replay() {
     for truncate in [false, true] {
         let cache = tempfile::tempdir().unwrap();
-        let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
         let limits = WorkerLimits {
             snapshot_every: 4,
             truncate_at_snapshot: truncate,

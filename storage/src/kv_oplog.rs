@@ -1,12 +1,11 @@
 //! The `OplogStore` written once over the KV interface: one small transaction per append (what
 //! FoundationDB wants: many in parallel), snapshot range reads in pages for replay.
 
-use crate::embedded::{Rows, append_rows, decode_metadata, decode_row};
-use crate::kv::{KvError, KvStore, Transaction, snapshot_range};
+use crate::kv::{KvStore, Transaction, snapshot_range};
+use crate::layout::append::AppendCheck;
+use crate::layout::rows::{append_rows, decode_metadata, decode_row, decode_seq};
 use crate::limits::READ_PAGE_ENTRIES_MAX;
-use crate::{
-    Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys, leases,
-};
+use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -21,84 +20,6 @@ impl<K: KvStore> KvOplog<K> {
 
     pub fn kv(&self) -> &K {
         &self.kv
-    }
-}
-
-/// What the checks every backend makes before writing an append need of it.
-pub(crate) struct AppendCheck {
-    pub worker: WorkerId,
-    pub fence: Option<crate::Fence>,
-    pub first_seq: u64,
-    pub first_row: (Vec<u8>, Vec<u8>),
-}
-
-impl AppendCheck {
-    pub fn of(append: &Append, rows: &Rows) -> Self {
-        Self {
-            worker: append.worker.clone(),
-            fence: append.fence,
-            first_seq: append.entries.first().map_or(0, |e| e.seq),
-            first_row: rows[0].clone(),
-        }
-    }
-
-    /// Decides an append from what the store holds, read in the transaction that writes it: the
-    /// shard's lease (fencing), the key of the append's first entry (idempotency: the same bytes
-    /// there mean an earlier attempt committed), and the worker's metadata (contiguity).
-    ///
-    /// Returns `true` if the rows must be written, `false` if they already are.
-    pub fn decide(
-        &self,
-        lease: Option<&[u8]>,
-        first: Option<&[u8]>,
-        metadata: Option<&[u8]>,
-    ) -> Result<bool, KvError> {
-        if let Some(fence) = self.fence {
-            let found = lease.map(leases::decode).transpose()?.map(|l| l.epoch);
-            if found != Some(fence.epoch) {
-                return Err(KvError::Fenced {
-                    shard: fence.shard,
-                    expected: fence.epoch,
-                    found,
-                });
-            }
-        }
-        match first {
-            Some(stored) if stored == self.first_row.1.as_slice() => return Ok(false),
-            Some(_) => {
-                return Err(KvError::Invalid(format!(
-                    "entry {} of {} already holds a different entry",
-                    self.first_seq, self.worker
-                )));
-            }
-            None => {}
-        }
-        let last = match metadata {
-            Some(bytes) => {
-                decode_metadata(&self.worker, bytes)
-                    .map_err(|e| KvError::Invalid(e.to_string()))?
-                    .last_index
-            }
-            None => 0,
-        };
-        if self.first_seq != last + 1 {
-            return Err(KvError::Invalid(format!(
-                "append at {} to {} does not follow its last entry {last}",
-                self.first_seq, self.worker
-            )));
-        }
-        Ok(true)
-    }
-
-    /// Reads what `decide` needs, with conflicting reads, and decides.
-    async fn decide_in<T: Transaction>(&self, tx: &T) -> Result<bool, KvError> {
-        let lease = match self.fence {
-            Some(f) => tx.get(&keys::shard_lease(f.shard), false).await?,
-            None => None,
-        };
-        let first = tx.get(&self.first_row.0, false).await?;
-        let metadata = tx.get(&keys::worker_metadata(&self.worker), false).await?;
-        self.decide(lease.as_deref(), first.as_deref(), metadata.as_deref())
     }
 }
 
@@ -172,7 +93,7 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
                 async move { tx.get(&index, true).await }
             })
             .await?;
-        value.map(|v| crate::embedded::decode_seq(&v)).transpose()
+        value.map(|v| decode_seq(&v)).transpose()
     }
 
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {

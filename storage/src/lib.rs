@@ -11,9 +11,9 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
-pub mod keys;
 pub mod kv;
 pub mod kv_oplog;
+pub mod layout;
 pub mod leases;
 pub mod limits;
 pub mod memory;
@@ -21,6 +21,7 @@ pub mod oplog;
 mod value;
 
 pub use error::StorageError;
+pub use layout::keys;
 pub use oplog::{OplogEntry, SequencedEntry};
 pub use value::Value;
 

@@ -228,8 +228,6 @@ impl SnapshotReader for ModelReader {
 impl OccBackend for FdbModel {
     type Tx = ModelTx;
 
-    // The model times its transactions as FoundationDB does (the 5 s limit).
-    #[allow(clippy::disallowed_methods)]
     fn begin(&self) -> Result<ModelTx, KvError> {
         let version = self.state.lock().expect("model lock").version;
         Ok(BufferedTx::new(ModelReader {

@@ -17,14 +17,15 @@
 //!                                    `name` that is deployed; absent when none is
 //! ```
 
+use super::Family;
 use crate::WorkerId;
 use foundationdb_tuple::{pack, unpack};
 
-const WORKER: &str = "w";
-const OPLOG: &str = "l";
-const LEASE: &str = "s";
-const IDEMPOTENCY: &str = "i";
-const IN_FLIGHT: &str = "f";
+const WORKER: &str = Family::Worker.tag();
+const OPLOG: &str = Family::Oplog.tag();
+const LEASE: &str = Family::Lease.tag();
+const IDEMPOTENCY: &str = Family::Idempotency.tag();
+const IN_FLIGHT: &str = Family::InFlight.tag();
 
 /// Marks a worker whose log holds an invocation that has not ended: `[1]` while open, `[0]`.
 pub fn in_flight(worker: &WorkerId) -> Vec<u8> {
@@ -52,10 +53,10 @@ pub fn idempotency(worker: &WorkerId, key: &str) -> Vec<u8> {
     ))
 }
 
-const COMPONENT: &str = "c";
-const DEFINITION: &str = "api";
-const BLOB: &str = "cb";
-const NODE: &str = "n";
+const COMPONENT: &str = Family::Component.tag();
+const DEFINITION: &str = Family::Definition.tag();
+const BLOB: &str = Family::Blob.tag();
+const NODE: &str = Family::Node.tag();
 
 pub fn component(name: &str, version: u64) -> Vec<u8> {
     pack(&(COMPONENT, name, version))
@@ -73,7 +74,7 @@ pub fn versions_range(kind: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
     (begin, end)
 }
 
-const LIVE: &str = "live";
+const LIVE: &str = Family::Live.tag();
 
 pub fn live(kind: &str, name: &str) -> Vec<u8> {
     pack(&(LIVE, kind, name))
