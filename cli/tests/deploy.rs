@@ -5,7 +5,7 @@
 
 mod support;
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,11 +46,6 @@ const STRESS: &str = "routes:
 
 async fn status(http: &Http, method: &str, url: &str) -> u16 {
     http.raw(method, url, Vec::new()).await.unwrap().0
-}
-
-async fn put(http: &Http, url: &str, body: impl Into<bytes::Bytes>) -> (u16, Json) {
-    let (status, body) = http.raw("PUT", url, body).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +104,7 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
         "{}  - method: GET\n    path: /x\n    component: nope\n    worker: w\n    call: count\n",
         counts_at("v2")
     );
-    let (code, body) = put(&http, &format!("{admin}/api-definitions/v2"), bad).await;
+    let (code, body) = http.put(&format!("{admin}/api-definitions/v2"), bad).await;
     assert_eq!(
         (code, body["code"].as_str()),
         (400, Some("invalid_definition")),
@@ -134,21 +129,18 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
             "call: add-activity\n    args: [\"{body.kind}\", \"{body.detail}\"]",
             "call: count",
         );
-    let (code, body) = put(
-        &http,
-        &format!("{admin}/api-definitions/dup"),
-        format!("routes:\n{overlapping}"),
-    )
-    .await;
+    let (code, body) = http
+        .put(
+            &format!("{admin}/api-definitions/dup"),
+            format!("routes:\n{overlapping}"),
+        )
+        .await;
     assert_eq!(code, 400, "{body}");
 
     // A good one serves as soon as the deploy answers.
-    let (code, body) = put(
-        &http,
-        &format!("{admin}/api-definitions/v2"),
-        counts_at("v2"),
-    )
-    .await;
+    let (code, body) = http
+        .put(&format!("{admin}/api-definitions/v2"), counts_at("v2"))
+        .await;
     assert_eq!((code, body["version"].clone()), (200, json!(1)), "{body}");
     assert_eq!(
         status(&http, "GET", &format!("{url}/v2/user/load-0/count")).await,
@@ -157,20 +149,21 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
 
     // A component version uploaded, then routed to.
     let wasm = std::fs::read(workspace().join("target/wasm32-wasip2/guest/stress.wasm")).unwrap();
-    let (code, body) = put(&http, &format!("{admin}/components/stress"), wasm.clone()).await;
+    let (code, body) = http
+        .put(&format!("{admin}/components/stress"), wasm.clone())
+        .await;
     assert_eq!((code, body["version"].clone()), (200, json!(1)), "{body}");
-    let (code, body) = put(
-        &http,
-        &format!("{admin}/components/stress"),
-        b"not wasm".to_vec(),
-    )
-    .await;
+    let (code, body) = http
+        .put(&format!("{admin}/components/stress"), b"not wasm".to_vec())
+        .await;
     assert_eq!(
         (code, body["code"].as_str()),
         (400, Some("invalid_component")),
         "{body}"
     );
-    let (code, body) = put(&http, &format!("{admin}/api-definitions/stress"), STRESS).await;
+    let (code, body) = http
+        .put(&format!("{admin}/api-definitions/stress"), STRESS)
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         http.post(&format!("{url}/stress/a/ping"), json!(null))
@@ -179,12 +172,9 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
     );
 
     // A new version of a definition replaces its routes.
-    let (code, body) = put(
-        &http,
-        &format!("{admin}/api-definitions/v2"),
-        counts_at("v3"),
-    )
-    .await;
+    let (code, body) = http
+        .put(&format!("{admin}/api-definitions/v2"), counts_at("v3"))
+        .await;
     assert_eq!((code, body["version"].clone()), (200, json!(2)), "{body}");
     assert_eq!(
         status(&http, "GET", &format!("{url}/v2/user/load-0/count")).await,

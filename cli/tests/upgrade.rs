@@ -6,7 +6,7 @@
 
 mod support;
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 use support::{Http, Server, project, workspace};
 
 const ROUTES: &str = "  - method: POST
@@ -34,11 +34,6 @@ const VERSION_ROUTE: &str = "routes:
     worker: user-{user-id}
     call: version
 ";
-
-async fn put(http: &Http, url: &str, body: impl Into<bytes::Bytes>) -> (u16, Json) {
-    let (status, body) = http.raw("PUT", url, body).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
-}
 
 async fn add(http: &Http, url: &str, user: &str, n: u64) {
     let got = http
@@ -74,24 +69,25 @@ async fn workers_in_memory_keep_answering_across_component_uploads() {
 
     // (a) The very same component again.
     let v1 = wasm("target/wasm32-wasip2/guest/user_activity.wasm");
-    let (code, body) = put(&http, &format!("{admin}/components/user-activity"), v1).await;
+    let (code, body) = http
+        .put(&format!("{admin}/components/user-activity"), v1)
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(http.get(&format!("{url}/user/warm/count")).await, json!(3));
     add(&http, &url, "warm", 4).await;
 
     // (b) A compatible new version, with one more export and a route to it.
     let v2 = wasm("target/variants-v2/wasm32-wasip2/guest/user_activity.wasm");
-    let (code, body) = put(&http, &format!("{admin}/components/user-activity"), v2).await;
+    let (code, body) = http
+        .put(&format!("{admin}/components/user-activity"), v2)
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(http.get(&format!("{url}/user/warm/count")).await, json!(4));
     add(&http, &url, "warm", 5).await;
     add(&http, &url, "new", 1).await;
-    let (code, body) = put(
-        &http,
-        &format!("{admin}/api-definitions/about"),
-        VERSION_ROUTE,
-    )
-    .await;
+    let (code, body) = http
+        .put(&format!("{admin}/api-definitions/about"), VERSION_ROUTE)
+        .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         http.get(&format!("{url}/user/new/version")).await,
@@ -112,7 +108,9 @@ async fn workers_in_memory_keep_answering_across_component_uploads() {
 
     // (c) A version without the routes' exports is refused, and nothing changes.
     let stress = wasm("target/wasm32-wasip2/guest/stress.wasm");
-    let (code, body) = put(&http, &format!("{admin}/components/user-activity"), stress).await;
+    let (code, body) = http
+        .put(&format!("{admin}/components/user-activity"), stress)
+        .await;
     assert_eq!(
         (code, body["code"].as_str()),
         (409, Some("incompatible_component")),

@@ -24,13 +24,18 @@ fn key() -> EncodingKey {
 }
 
 fn bearer(kid: &str) -> HeaderMap {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.into());
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 600;
+    bearer_with(kid, exp)
+}
+
+/// A token signed with the test key as `kid`, expiring at `exp`.
+fn bearer_with(kid: &str, exp: u64) -> HeaderMap {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
     let token = encode(
         &header,
         &serde_json::json!({"sub": "a", "exp": exp}),
@@ -109,21 +114,6 @@ async fn unknown_kids_fetch_the_jwks_at_most_once_a_minute() {
     );
 }
 
-/// A token whose `exp` is `exp`, for checks against a time the test chooses.
-fn bearer_expiring(exp: u64) -> HeaderMap {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("k1".into());
-    let token = encode(
-        &header,
-        &serde_json::json!({"sub": "a", "exp": exp}),
-        &key(),
-    )
-    .unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    headers
-}
-
 #[tokio::test]
 async fn a_rebuilt_router_keeps_the_keys_it_fetched_and_time_is_passed_in() {
     let fetches = Arc::new(AtomicUsize::new(0));
@@ -153,9 +143,12 @@ async fn a_rebuilt_router_keeps_the_keys_it_fetched_and_time_is_passed_in() {
         unix_seconds,
         instant: now.instant,
     };
-    second.verify(&bearer_expiring(exp), at(exp)).await.unwrap();
+    second
+        .verify(&bearer_with("k1", exp), at(exp))
+        .await
+        .unwrap();
     let e = second
-        .verify(&bearer_expiring(exp), at(exp + 1))
+        .verify(&bearer_with("k1", exp), at(exp + 1))
         .await
         .unwrap_err();
     assert!(e.message.contains("expired"), "{}", e.message);

@@ -284,6 +284,12 @@ impl Http {
         Ok((status, headers, body))
     }
 
+    /// A `PUT` of any body (an upload), its status and JSON answer (`null` if not JSON).
+    pub async fn put(&self, url: &str, body: impl Into<Bytes>) -> (u16, Json) {
+        let (status, body) = self.raw("PUT", url, body).await.expect("PUT answered");
+        (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
+    }
+
     pub async fn get(&self, url: &str) -> Json {
         let (status, json) = self.request("GET", url, None).await.expect("GET answered");
         assert_eq!(status, 200, "GET {url}: {json}");
