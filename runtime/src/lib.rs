@@ -1,7 +1,8 @@
 //! `runtime` runs durable workers: it compiles and caches components, activates a worker on its
-//! first invocation by replaying its oplog, runs each worker's invocations one at a time from a
-//! bounded mailbox, records every nondeterministic host call through one chokepoint, and
-//! answers an invocation only once its entries are durable.
+//! first invocation by replaying its oplog, runs each worker's commands (calls, operators'
+//! controls, recovery) one at a time from a bounded mailbox (`worker/`), records every
+//! nondeterministic host call through one chokepoint (`durability`), and answers an invocation
+//! only once its entries are durable.
 //!
 //! It knows nothing of HTTP, routes or JSON: callers hand it a worker id, an export name and
 //! typed [`Value`]s.
