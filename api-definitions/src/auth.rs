@@ -101,6 +101,7 @@ pub(crate) fn compile_scheme(
     file: &str,
     name: &str,
     spec: &Spanned<AuthSpec>,
+    env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<AuthScheme> {
     let at = |span: &marked_yaml::Span| Location::of_span(file, span);
@@ -156,11 +157,8 @@ pub(crate) fn compile_scheme(
         };
         let material = match (*field, hmac) {
             ("secret", true) => KeyMaterial::Secret(value.as_bytes().to_vec()),
-            // The definition names the variable; reading it is part of loading the definition,
-            // once, before anything serves.
-            #[allow(clippy::disallowed_methods)]
-            ("secret_env", true) => match std::env::var(value.as_str()) {
-                Ok(s) if !s.is_empty() => KeyMaterial::Secret(s.into_bytes()),
+            ("secret_env", true) => match env(value.as_str()) {
+                Some(s) if !s.is_empty() => KeyMaterial::Secret(s.into_bytes()),
                 _ => {
                     problems.push(Diagnostic::new(
                         at(value.span()),

@@ -249,19 +249,21 @@ fn parse_requirement(text: &str, params: &[String]) -> Result<Requirement, Strin
     }
 }
 
-/// Validates a document from `file`. `component_exists` says which component names are known.
-/// Returns every problem, not just the first.
+/// Validates a document from `file`. `component_exists` says which component names are known;
+/// `env` answers `secret_env` keys (the caller reads the process environment, or passes a map):
+/// nothing here reads the environment itself. Returns every problem, not just the first.
 pub fn compile(
     file: &str,
     spec: &ApiSpec,
     component_exists: impl Fn(&str) -> bool,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ApiDefinition, Diagnostics> {
     let mut problems = Vec::new();
     let mut routes = Vec::new();
     let auth: Vec<AuthScheme> = spec
         .auth
         .iter()
-        .filter_map(|(name, s)| compile_scheme(file, name, s, &mut problems))
+        .filter_map(|(name, s)| compile_scheme(file, name, s, env, &mut problems))
         .collect();
     let auth_names: std::collections::BTreeSet<&str> =
         spec.auth.keys().map(String::as_str).collect();
@@ -476,7 +478,7 @@ mod tests {
 
     fn compile_text(text: &str) -> Result<ApiDefinition, Diagnostics> {
         let doc: ApiSpec = parse_yaml("routes.yaml", text).map_err(|d| Diagnostics(vec![d]))?;
-        compile("routes.yaml", &doc, |c| c == "user-activity")
+        compile("routes.yaml", &doc, |c| c == "user-activity", &|_| None)
     }
 
     const GOOD: &str = "\

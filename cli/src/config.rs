@@ -228,8 +228,12 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         auth: file.auth.clone(),
         routes: file.routes.clone(),
     };
-    let api =
-        revenant_api_definitions::compile(&file_name, &spec, |c| file.components.contains_key(c));
+    let api = revenant_api_definitions::compile(
+        &file_name,
+        &spec,
+        |c| file.components.contains_key(c),
+        &env_var,
+    );
     let api = match api {
         Ok(mut api) => {
             api.base_dir = base.to_path_buf();
@@ -252,4 +256,11 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         }),
         _ => Err(Diagnostics(problems)),
     }
+}
+
+/// The process environment, read here for the whole server (`clippy.toml`): the definitions'
+/// `secret_env` keys, the project file's and the deployed ones, are looked up through it.
+#[allow(clippy::disallowed_methods)]
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }

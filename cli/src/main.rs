@@ -234,9 +234,14 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     drop(gateway);
     // The project file's routes and everything deployed through the admin API.
     let deployments = Arc::new(
-        Deployments::open(runtime.clone(), store, config.api.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("loading deployed components and definitions: {e}"))?,
+        Deployments::open(
+            runtime.clone(),
+            store,
+            config.api.clone(),
+            Arc::new(config::env_var),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("loading deployed components and definitions: {e}"))?,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

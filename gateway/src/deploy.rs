@@ -64,6 +64,7 @@ pub struct Deployments<K: KvStore> {
     live: Arc<LiveGateway>,
     /// Auth schemes built for the live router, kept across deploys.
     auth: AuthCache,
+    env: SecretLookup,
 }
 
 /// The project file's routes, as a definition name: not available for deploys.
@@ -105,14 +106,19 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Where a deployed definition's `secret_env` keys find their values: handed in by whoever
+/// starts the server (the CLI reads the process environment).
+pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 fn compile_source(
     runtime: &Runtime,
+    env: &SecretLookup,
     name: &str,
     source: &str,
 ) -> Result<ApiDefinition, Diagnostics> {
     let file = format!("{name}.yaml");
     let spec: ApiSpec = parse_yaml(&file, source).map_err(|d| Diagnostics(vec![d]))?;
-    compile(&file, &spec, |c| runtime.component(c).is_some())
+    compile(&file, &spec, |c| runtime.component(c).is_some(), &**env)
 }
 
 impl<K: KvStore> Deployments<K> {
@@ -124,6 +130,7 @@ impl<K: KvStore> Deployments<K> {
         runtime: Arc<Runtime>,
         kv: Arc<K>,
         base: ApiDefinition,
+        env: SecretLookup,
     ) -> Result<Self, String> {
         for (name, version) in catalog::live(&*kv, BlobKind::Component)
             .await
@@ -162,7 +169,7 @@ impl<K: KvStore> Deployments<K> {
                 return Err(format!("definition `{name}` version {version} is missing"));
             };
             let source = String::from_utf8_lossy(&bytes).into_owned();
-            match compile_source(&runtime, &name, &source) {
+            match compile_source(&runtime, &env, &name, &source) {
                 Ok(api) => {
                     deployed.insert(
                         name,
@@ -206,6 +213,7 @@ impl<K: KvStore> Deployments<K> {
             deployed: tokio::sync::Mutex::new(deployed),
             live: Arc::new(LiveGateway::new(gateway)),
             auth,
+            env,
         })
     }
 
@@ -275,8 +283,8 @@ impl<K: KvStore> Deployments<K> {
             ));
         }
         let mut deployed = self.deployed.lock().await;
-        let api =
-            compile_source(&self.runtime, name, source).map_err(|d| invalid_definition(&d))?;
+        let api = compile_source(&self.runtime, &self.env, name, source)
+            .map_err(|d| invalid_definition(&d))?;
         if !deployed.contains_key(name) && deployed.len() >= DEFINITIONS_MAX {
             return Err(ApiError::new(
                 ErrorCode::TooManyDefinitions,

@@ -96,7 +96,9 @@ async fn the_reply_waits_until_the_entries_are_durable() {
         &std::fs::read_to_string(&config_path).unwrap(),
     )
     .unwrap();
-    let api = revenant_api_definitions::compile("revenant.yaml", &project.api(), |_| true).unwrap();
+    let api =
+        revenant_api_definitions::compile("revenant.yaml", &project.api(), |_| true, &|_| None)
+            .unwrap();
 
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let store = Arc::new(WithheldDurability {

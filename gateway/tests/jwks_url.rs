@@ -83,7 +83,7 @@ async fn unknown_kids_fetch_the_jwks_at_most_once_a_minute() {
     let url = jwks_server(fetches.clone()).await;
     let text = format!("auth:\n  remote:\n    jwks_url: {url}\n");
     let spec: ApiSpec = parse_yaml("api.yaml", &text).unwrap();
-    let api = compile("api.yaml", &spec, |_| true).unwrap();
+    let api = compile("api.yaml", &spec, |_| true, &|_| None).unwrap();
     let auth = Authenticator::load(&api.auth[0], &api.base_dir).unwrap();
     assert_eq!(
         fetches.load(Ordering::SeqCst),
@@ -120,7 +120,7 @@ async fn a_rebuilt_router_keeps_the_keys_it_fetched_and_time_is_passed_in() {
     let url = jwks_server(fetches.clone()).await;
     let text = format!("auth:\n  remote:\n    jwks_url: {url}\n    leeway_seconds: 0\n");
     let spec: ApiSpec = parse_yaml("api.yaml", &text).unwrap();
-    let api = compile("api.yaml", &spec, |_| true).unwrap();
+    let api = compile("api.yaml", &spec, |_| true, &|_| None).unwrap();
     let cache = AuthCache::default();
     let first = cache.get_or_load(&api.auth[0], &api.base_dir).unwrap();
     let now = Now::read();
