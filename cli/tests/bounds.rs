@@ -76,3 +76,34 @@ async fn a_guest_growing_past_its_memory_cap_fails_cleanly_and_keeps_its_state()
     // The failed call was rolled back: the 8 MiB kept before it are still there, and no more.
     assert_eq!(http.post(&url("grow/1"), json!(null)).await, json!(9));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_timed_out_call_answers_invocation_timeout_again() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&stress_config(), data.path());
+    let http = Http::new();
+    let key = [("idempotency-key", "spin-1")];
+    let mut answers = Vec::new();
+    for restart in [false, false, true] {
+        if restart {
+            server.kill9();
+            server = Server::start(&stress_config(), data.path());
+        }
+        let (status, body) = http
+            .request_with(
+                "POST",
+                &format!("{}/stress/retried/spin", server.url),
+                None,
+                &key,
+            )
+            .await
+            .unwrap();
+        answers.push((status, body["code"].as_str().map(str::to_string)));
+    }
+    let expected = (504, Some("invocation_timeout".to_string()));
+    assert_eq!(
+        answers,
+        vec![expected.clone(), expected.clone(), expected],
+        "the first call, its retry, and its retry after a restart"
+    );
+}
