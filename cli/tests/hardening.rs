@@ -133,3 +133,122 @@ async fn a_slow_client_is_disconnected_at_the_header_timeout_while_others_are_se
     assert!(slow.await.unwrap(), "the slow client was disconnected");
     assert!(served > 0);
 }
+
+/// A POST of `body` with `headers` (each a full `Name: value` line) to `path`.
+fn post_with(path: &str, headers: &[&str], body: &str) -> Vec<u8> {
+    let mut head = format!("POST {path} HTTP/1.1\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_headers_and_non_json_bodies_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with_admin(&demo_config(), data.path());
+    let url = server.url.clone();
+    let body = r#"{"kind":"k","detail":"d"}"#;
+    let path = "/user/edge/activities";
+    let json = "Content-Type: application/json";
+    let code = |answer: &str| -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(answer)
+            .ok()
+            .and_then(|j| j["code"].as_str().map(str::to_string))
+    };
+
+    // Host: exactly one on HTTP/1.1.
+    let (status, answer) = raw(&url, &post_with(path, &["Host: a", "Host: b", json], body)).await;
+    assert_eq!(
+        (status, code(&answer).as_deref()),
+        (400, Some("bad_header")),
+        "{answer}"
+    );
+    let (status, answer) = raw(&url, &post_with(path, &[json], body)).await;
+    assert_eq!(
+        (status, code(&answer).as_deref()),
+        (400, Some("bad_header")),
+        "{answer}"
+    );
+    let (status, answer) = raw(&url, b"GET /user/edge/count HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "HTTP/1.0 has no Host requirement: {answer}");
+
+    // Authorization: at most one.
+    let (status, answer) = raw(
+        &url,
+        &post_with(
+            path,
+            &[
+                "Host: x",
+                json,
+                "Authorization: Bearer a",
+                "Authorization: Bearer b",
+            ],
+            body,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&answer).as_deref()),
+        (400, Some("bad_header")),
+        "{answer}"
+    );
+
+    // A JSON route takes JSON: a browser's cross-site `text/plain` or form post is refused.
+    for refused in [
+        "Content-Type: text/plain",
+        "Content-Type: application/x-www-form-urlencoded",
+    ] {
+        let (status, answer) = raw(&url, &post_with(path, &["Host: x", refused], body)).await;
+        assert_eq!(
+            (status, code(&answer).as_deref()),
+            (415, Some("unsupported_media_type")),
+            "{refused}: {answer}"
+        );
+    }
+    let mut count = 0;
+    for accepted in [
+        vec!["Host: x", json],
+        vec!["Host: x", "Content-Type: application/json; charset=utf-8"],
+        vec!["Host: x"],
+    ] {
+        let (status, answer) = raw(&url, &post_with(path, &accepted, body)).await;
+        count += 1;
+        assert_eq!(
+            (status, answer.trim()),
+            (200, count.to_string().as_str()),
+            "{accepted:?}"
+        );
+    }
+    // Nothing refused reached the worker.
+    let (status, answer) = raw(&url, &get("/user/edge/count")).await;
+    assert_eq!((status, answer.trim()), (200, "3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_paths_are_percent_decoded() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with_admin(&demo_config(), data.path());
+    let admin = server.admin.clone().unwrap();
+    let http = Http::new();
+    // `é` in the public path: the worker is `user-été`.
+    http.post(
+        &format!("{}/user/%C3%A9t%C3%A9/activities", server.url),
+        json!({"kind": "k", "detail": "d"}),
+    )
+    .await;
+    let worker = format!("{admin}/workers/user-activity/user-%C3%A9t%C3%A9");
+    let shown = http.get(&worker).await;
+    assert_eq!(shown["name"], "user-été", "{shown}");
+    let (status, _) = http
+        .raw("POST", &format!("{worker}/interrupt"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(http.get(&worker).await["status"], "interrupted");
+    let (status, _) = http.raw("DELETE", &worker, Vec::new()).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = http.raw("GET", &worker, Vec::new()).await.unwrap();
+    assert_eq!(status, 404);
+}

@@ -84,16 +84,28 @@ impl<K: KvStore> Admin<K> {
                 format!("no admin route matches {path}"),
             )
         })?;
-        let component = matched
-            .params
-            .get("component")
-            .unwrap_or_default()
-            .to_string();
-        let worker = matched
-            .params
-            .get("worker")
-            .map(|w| WorkerId::new(component.clone(), w));
-        let name = matched.params.get("name").unwrap_or_default().to_string();
+        // Matched on the raw path, then each parameter percent-decoded once: so a worker whose
+        // name has `/`, spaces or non-ASCII (from a JWT claim, say) can be inspected and deleted.
+        let param = |name: &str| -> Result<Option<String>, ApiError> {
+            matched
+                .params
+                .get(name)
+                .map(|raw| {
+                    percent_encoding::percent_decode_str(raw)
+                        .decode_utf8()
+                        .map(|d| d.into_owned())
+                        .map_err(|_| {
+                            ApiError::new(
+                                ErrorCode::BadPath,
+                                format!("`{raw}` is not UTF-8 once percent-decoded"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let component = param("component")?.unwrap_or_default();
+        let worker = param("worker")?.map(|w| WorkerId::new(component.clone(), w));
+        let name = param("name")?.unwrap_or_default();
         let method = request.method().clone();
         let not_allowed = || {
             ApiError::new(

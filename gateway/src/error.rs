@@ -12,6 +12,7 @@ use revenant_runtime::InvokeError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     BadArgument,
+    BadHeader,
     BadJson,
     BadPath,
     BodyUnreadable,
@@ -23,6 +24,7 @@ pub enum ErrorCode {
     RouteNotFound,
     MethodNotAllowed,
     BodyTooLarge,
+    UnsupportedMediaType,
     MailboxFull,
     WorkerNotFound,
     DefinitionNotFound,
@@ -47,8 +49,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::BadArgument,
+        Self::BadHeader,
+        Self::UnsupportedMediaType,
         Self::BadJson,
         Self::BadPath,
         Self::BodyUnreadable,
@@ -86,6 +90,7 @@ impl ErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             Self::BadArgument => "bad_argument",
+            Self::BadHeader => "bad_header",
             Self::BadJson => "bad_json",
             Self::BadPath => "bad_path",
             Self::BodyUnreadable => "body_unreadable",
@@ -97,6 +102,7 @@ impl ErrorCode {
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BodyTooLarge => "body_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::MailboxFull => "mailbox_full",
             Self::WorkerNotFound => "worker_not_found",
             Self::DefinitionNotFound => "definition_not_found",
@@ -124,6 +130,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::BadArgument
+            | Self::BadHeader
             | Self::BadJson
             | Self::BadPath
             | Self::BodyUnreadable
@@ -137,6 +144,7 @@ impl ErrorCode {
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MailboxFull => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyComponents
             | Self::TooManyDefinitions

@@ -47,10 +47,9 @@ impl Inputs<'_> {
                 .to_str()
                 .map(str::to_string)
                 .map_err(|_| ApiError::bad_argument(format!("{var}: not visible ASCII"))),
-            Var::Jwt(claim) => match self.claims.and_then(|c| c.get(claim)) {
-                Some(Json::String(s)) => Ok(s.clone()),
-                Some(j @ (Json::Number(_) | Json::Bool(_))) => Ok(j.to_string()),
-                _ => Err(ApiError::new(
+            Var::Jwt(claim) => match self.claims.and_then(|c| c.get(claim)).and_then(claim_text) {
+                Some(text) => Ok(text),
+                None => Err(ApiError::new(
                     ErrorCode::Forbidden,
                     format!("the token has no string or number claim `{claim}`"),
                 )),
@@ -83,7 +82,7 @@ impl Inputs<'_> {
             let holds = self
                 .claims
                 .and_then(|c| c.get(&requirement.claim))
-                .and_then(Json::as_str)
+                .and_then(claim_text)
                 .is_some_and(|claim| claim == value);
             if !holds {
                 return Err(ApiError::new(
@@ -207,4 +206,47 @@ pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<String
         .filter(|k| !k.is_empty())
         .map(|k| Some(k.to_string()))
         .ok_or_else(|| ApiError::bad_argument("Idempotency-Key must be non-empty visible ASCII"))
+}
+
+/// A route that reads a JSON body takes it only as JSON (or without a `Content-Type`): a
+/// browser sends `text/plain` and form bodies cross-site without a CORS preflight, so accepting
+/// them would let any page call the route with a visitor's cookies or network position.
+pub(crate) fn require_json(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "this route reads a JSON body; `Content-Type: {}` is not JSON",
+                value.to_str().unwrap_or("(not text)")
+            ),
+        ))
+    }
+}
+
+/// A claim as the text it stands for in a worker name, an argument or a `require`: strings as
+/// they are, numbers and booleans as their JSON text; anything else has none. One rule, so a
+/// claim compares the same everywhere.
+pub(crate) fn claim_text(claim: &Json) -> Option<String> {
+    match claim {
+        Json::String(s) => Some(s.clone()),
+        j @ (Json::Number(_) | Json::Bool(_)) => Some(j.to_string()),
+        _ => None,
+    }
 }

@@ -221,6 +221,7 @@ impl Gateway {
         };
         inputs.check_requirements(&binding.route, &found.path)?;
         let body = if binding.uses_body {
+            inputs::require_json(&parts.headers)?;
             inputs::read_json_body(body).await?
         } else {
             Json::Null

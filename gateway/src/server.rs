@@ -105,6 +105,11 @@ pub async fn serve_with<H: Handler>(
             .service_fn(move |request| {
                 let handler = handler.clone();
                 async move {
+                    if let Some(problem) = edge_problem(&request) {
+                        return Ok::<_, Infallible>(
+                            ApiError::new(ErrorCode::BadHeader, problem).into_response(),
+                        );
+                    }
                     let response =
                         match tokio::time::timeout(REQUEST_DEADLINE, handler.handle(request)).await
                         {
@@ -139,4 +144,22 @@ pub async fn serve_with<H: Handler>(
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
     }
     Ok(())
+}
+
+/// What makes a request ambiguous before anything reads it: two `Host` headers, or none on
+/// HTTP/1.1 (RFC 9112 §3.2: answer 400), so that which host it is for cannot differ between
+/// this server and a proxy in front of it; two `Authorization` headers, of which another
+/// component could pick the other one.
+fn edge_problem<B>(request: &http::Request<B>) -> Option<String> {
+    let count = |name: http::header::HeaderName| request.headers().get_all(name).iter().count();
+    match count(http::header::HOST) {
+        0 if request.version() == http::Version::HTTP_11 => {
+            return Some("an HTTP/1.1 request needs a `Host` header".into());
+        }
+        n if n > 1 => return Some(format!("{n} `Host` headers; one is allowed")),
+        _ => {}
+    }
+    let authorizations = count(http::header::AUTHORIZATION);
+    (authorizations > 1)
+        .then(|| format!("{authorizations} `Authorization` headers; one is allowed"))
 }
