@@ -345,3 +345,26 @@ async fn the_jwt_matrix() {
     let bob = sign(Algorithm::RS256, "rsa-1", &rsa(), &claims("bob"));
     assert_eq!(f.my_count(&bob).await, json!(0));
 }
+
+/// A numeric `sub` names the same worker in `{jwt.sub}` and satisfies the same `require`: one
+/// rule turns a claim into text everywhere (issue 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numeric_sub_is_the_same_text_in_worker_names_and_requires() {
+    let f = Fixture::start();
+    let mut numeric = claims("ignored");
+    numeric["sub"] = json!(42);
+    let token = sign(Algorithm::RS256, "rsa-1", &rsa(), &numeric);
+    let (status, body) = f.add("42", Some(&token)).await;
+    assert_eq!(
+        (status, body),
+        (200, json!(1)),
+        "require {{user-id}} == jwt.sub holds for 42"
+    );
+    assert_eq!(
+        f.my_count(&token).await,
+        json!(1),
+        "{{jwt.sub}} names user-42"
+    );
+    let (status, body) = f.add("43", Some(&token)).await;
+    assert_eq!(status, 403, "{body}");
+}
