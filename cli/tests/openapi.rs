@@ -136,7 +136,7 @@ async fn the_document_is_valid_openapi_31_and_served_as_printed() {
     assert_eq!(created["headers"]["x-count"]["schema"]["type"], "string");
     let import = &printed["paths"]["/user/{user-id}/imports"]["post"]["responses"];
     assert_eq!(
-        import["502"]["content"]["application/json"]["schema"]["type"],
+        import["502"]["content"]["application/json"]["schema"]["properties"]["details"]["type"],
         "string"
     );
 

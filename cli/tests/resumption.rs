@@ -139,10 +139,12 @@ async fn a_refused_request_is_recorded_as_failed_and_replays_identically() {
         )
         .await
         .unwrap();
-    // The route maps the export's `result::err` to 502, with the error as the body.
+    // The route maps the export's `result::err` to 502: an error body with the export's error
+    // as its `details`.
     assert_eq!(status, 502, "{answer}");
+    assert_eq!(answer["code"], "export_error", "{answer}");
     assert!(
-        answer
+        answer["details"]
             .as_str()
             .unwrap_or_default()
             .contains("ConnectionRefused"),

@@ -34,6 +34,7 @@ pub enum ErrorCode {
     TooManyDefinitions,
     IncompatibleComponent,
     BadResponseStatus,
+    ExportError,
     WorkerExited,
     WorkerInterrupted,
     WorkerTrap,
@@ -49,7 +50,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -73,6 +74,7 @@ impl ErrorCode {
         Self::TooManyDefinitions,
         Self::IncompatibleComponent,
         Self::BadResponseStatus,
+        Self::ExportError,
         Self::WorkerExited,
         Self::WorkerInterrupted,
         Self::WorkerTrap,
@@ -112,6 +114,7 @@ impl ErrorCode {
             Self::TooManyDefinitions => "too_many_definitions",
             Self::IncompatibleComponent => "incompatible_component",
             Self::BadResponseStatus => "bad_response_status",
+            Self::ExportError => "export_error",
             Self::WorkerExited => "worker_exited",
             Self::WorkerInterrupted => "worker_interrupted",
             Self::WorkerTrap => "worker_trap",
@@ -150,7 +153,9 @@ impl ErrorCode {
             | Self::TooManyDefinitions
             | Self::IncompatibleComponent
             | Self::WorkerInterrupted => StatusCode::CONFLICT,
+            // `export_error` answers with the route's `error_status`; 500 is only its default.
             Self::BadResponseStatus
+            | Self::ExportError
             | Self::WorkerTrap
             | Self::MemoryLimit
             | Self::WorkerDiverged
@@ -161,6 +166,11 @@ impl ErrorCode {
             Self::StorageUnavailable | Self::TooManyWorkers => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
+    }
+
+    /// Whether the status is the route's (`error_status`) rather than the code's own.
+    pub fn status_per_route(self) -> bool {
+        self == Self::ExportError
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -195,14 +205,20 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.code.status();
+        self.into_response_with(status)
+    }
+
+    /// The response with another status than the code's own (`export_error`'s route status).
+    pub fn into_response_with(self, status: StatusCode) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
             "code": self.code.name(),
             "message": self.message,
             "details": self.details,
         });
-        let mut response = json_response(self.code.status(), &body);
+        let mut response = json_response(status, &body);
         let headers = response.headers_mut();
-        match self.code.status() {
+        match status {
             StatusCode::TOO_MANY_REQUESTS => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -275,8 +291,11 @@ mod tests {
             let [_, status, codes, ..] = cells.as_slice() else {
                 continue;
             };
-            let Ok(status) = status.parse::<u16>() else {
-                continue;
+            // A code answered with the route's status documents it as `error_status` (0 here).
+            let status = match status.parse::<u16>() {
+                Ok(s) => s,
+                Err(_) if *status == "`error_status`" => 0,
+                Err(_) => continue,
             };
             for code in codes.split(',') {
                 let code = code.trim().trim_matches('`');
@@ -285,7 +304,14 @@ mod tests {
         }
         let mut actual: Vec<(String, u16)> = ErrorCode::ALL
             .iter()
-            .map(|c| (c.name().to_string(), c.status().as_u16()))
+            .map(|c| {
+                let status = if c.status_per_route() {
+                    0
+                } else {
+                    c.status().as_u16()
+                };
+                (c.name().to_string(), status)
+            })
             .collect();
         documented.sort();
         actual.sort();

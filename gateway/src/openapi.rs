@@ -197,7 +197,15 @@ fn operation(binding: &Binding) -> Json {
                 |t: &Option<Box<ValueType>>| t.as_deref().map_or(json!({"type": "null"}), schema);
             responses.insert(
                 status.to_string(),
-                json!({"description": "the export returned `err`", "content": {"application/json": {"schema": payload(err)}}}),
+                json!({"description": "the export returned `err`: an error body whose `details` is the export's error", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"const": "export_error"},
+                        "message": {"type": "string"},
+                        "details": payload(err),
+                    },
+                }}}}),
             );
             json!({"oneOf": [single_key("ok", payload(ok)), single_key("err", payload(err))]})
         }

@@ -19,9 +19,15 @@ pub(crate) fn respond(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let route = &binding.route;
     if let (Some(status), [Value::Result(Err(error))]) = (route.error_status, results.as_slice()) {
-        let body = error.as_deref().map_or(Json::Null, json::from_value);
+        // Like every error body: `{code, message, details}`, the guest's value in `details`.
+        let details = error.as_deref().map_or(Json::Null, json::from_value);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(json_response(status, &body));
+        return Ok(ApiError::new(
+            ErrorCode::ExportError,
+            format!("`{}` returned an error", binding.export),
+        )
+        .with_details(details)
+        .into_response_with(status));
     }
     let json = match results.as_slice() {
         [] => Json::Null,
