@@ -256,9 +256,9 @@ impl Runtime {
             check_idempotency_key(key)?;
         }
         check_worker_name(&worker.name)?;
-        // Checked early against the newest version, to refuse a bad call fast; the worker checks
-        // again against the version it runs.
-        let (component, _) = self.resolve_call(&worker.component, function, &args)?;
+        // Resolved against the newest version, to refuse a bad call fast; a worker that runs an
+        // older version resolves it again against its own.
+        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
         let (reply, answer) = oneshot::channel();
         let command = Command::Invoke(
             Call {
@@ -266,6 +266,7 @@ impl Runtime {
                 args,
                 idempotency_key,
                 latest: component.clone(),
+                export,
             },
             reply,
         );

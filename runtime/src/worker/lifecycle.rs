@@ -5,7 +5,7 @@
 use super::Control;
 use crate::WorkerStatus;
 use crate::error::InvokeError;
-use revenant_storage::OplogEntry;
+use revenant_storage::{OplogEntry, WorkerId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lifecycle {
@@ -50,7 +50,7 @@ impl Lifecycle {
     }
 
     /// Whether a call may run now.
-    pub fn admit(self, worker: &str) -> Result<(), InvokeError> {
+    pub fn admit(self, worker: &WorkerId) -> Result<(), InvokeError> {
         match self {
             Self::Ready => Ok(()),
             Self::Interrupted => Err(InvokeError::Interrupted(worker.to_string())),

@@ -52,6 +52,8 @@ pub(crate) struct Call {
     /// The component's newest version when the call was made: a worker whose own version lacks
     /// the function moves to it.
     pub latest: Arc<LoadedComponent>,
+    /// The function resolved in `latest`, with the arguments checked against it.
+    pub export: ExportInfo,
 }
 
 /// What an operator can do to a worker.
@@ -177,8 +179,13 @@ async fn activated<'w>(
     Ok(worker.as_mut().expect("loaded above"))
 }
 
-/// The export a call names in the worker's own component, with its arguments checked.
+/// The export a call names in the worker's own component, with its arguments checked. When
+/// the worker runs the version the runtime resolved the call in (the usual case), that
+/// resolution holds and is not done again.
 fn resolve(ctx: &WorkerContext, call: &Call) -> Result<ExportInfo, InvokeError> {
+    if Arc::ptr_eq(&call.latest, &ctx.component) {
+        return Ok(call.export.clone());
+    }
     crate::resolve_export(&ctx.component, &call.function, &call.args)
 }
 
@@ -213,7 +220,7 @@ async fn invoke(
     if ctx.flags.interrupt.swap(false, Ordering::SeqCst) && w.life == Lifecycle::Ready {
         record(ctx, w, OplogEntry::Interrupted).await?;
     }
-    w.life.admit(&ctx.id.to_string())?;
+    w.life.admit(&ctx.id)?;
     publish(ctx, Some(w.life.status(true)));
     let (result, mut keep) = live::invoke(ctx, w, &export, &call).await;
     if keep && result.is_ok() && ctx.limits.snapshot_every > 0 {
