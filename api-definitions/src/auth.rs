@@ -12,7 +12,7 @@
 //!         public_key_file: keys/rsa.pem    # or public_key: "-----BEGIN PUBLIC KEY-----..."
 //!       - alg: HS256
 //!         secret_env: JWT_SECRET           # or secret: ...
-//!     jwks_file: keys/jwks.json            # and/or jwks_url: http://...
+//!     jwks_file: keys/jwks.json            # and/or jwks_url: https://...
 //! ```
 //!
 //! This module only validates the shape; reading key files and fetching JWKS documents is the
@@ -198,12 +198,12 @@ pub(crate) fn compile_scheme(
         jwks.push((JwksSource::File(f.to_string()), at(f.span())));
     }
     if let Some(u) = &spec.jwks_url {
-        if u.starts_with("http://") {
+        if u.starts_with("https://") || u.starts_with("http://") {
             jwks.push((JwksSource::Url(u.to_string()), at(u.span())));
         } else {
             problems.push(Diagnostic::new(
                 at(u.span()),
-                "`jwks_url` must be an http:// URL (TLS is not supported yet)",
+                "`jwks_url` must be an https:// (or http://) URL",
             ));
         }
     }

@@ -46,6 +46,7 @@ fn start(dir: &Path, limits: WorkerLimits) -> Arc<Runtime> {
             components: vec![("user-activity".into(), component())],
             cache_dir: dir.join("cache"),
             limits,
+            outgoing_http: Default::default(),
         },
         store,
         Arc::new(SystemEnvironment::new()),

@@ -7,8 +7,8 @@ use marked_yaml::Spanned;
 use revenant_api_definitions::{
     ApiDefinition, ApiSpec, AuthSpec, Diagnostic, Diagnostics, Location, RouteSpec,
 };
-use revenant_runtime::WorkerLimits;
 use revenant_runtime::limits::ACTIVE_WORKERS_MAX;
+use revenant_runtime::{AllowRule, OutgoingHttpConfig, WorkerLimits};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +32,40 @@ struct ConfigFile {
     auth: BTreeMap<String, Spanned<AuthSpec>>,
     #[serde(default)]
     routes: Vec<RouteSpec>,
+    #[serde(default)]
+    outgoing_http: OutgoingFile,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+/// `outgoing_http:` — what guests' requests may reach, and their bounds (defaults in
+/// `runtime::limits`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutgoingFile {
+    /// Hosts, addresses or CIDRs, each with an optional `:port`, opened past the egress policy.
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    /// PEM files of certificate authorities trusted besides the system's (also for JWKS URLs).
+    #[serde(default)]
+    ca_files: Vec<Spanned<String>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+    first_byte_timeout_ms: Option<Spanned<u64>>,
+    request_timeout_ms: Option<Spanned<u64>>,
+    concurrent_per_worker: Option<Spanned<u64>>,
+    concurrent_max: Option<Spanned<u64>>,
+}
+
+/// `admin:` — the admin API's credentials and the host names it answers to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    /// The bearer token (or `REVENANT_ADMIN_TOKEN`); generated into `<data>/admin.token` if
+    /// neither is set.
+    token: Option<Spanned<String>>,
+    /// `Host` values accepted besides the listener's own address and `localhost:<port>`.
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
 }
 
 /// `limits:` — the worker bounds a deployment may tune (defaults in `runtime::limits`).
@@ -80,6 +114,10 @@ pub struct Config {
     pub limits: WorkerLimits,
     pub server: revenant_gateway::ServerLimits,
     pub api: ApiDefinition,
+    pub outgoing_http: OutgoingHttpConfig,
+    /// The configured admin token (file or environment), if any.
+    pub admin_token: Option<String>,
+    pub admin_hosts: Vec<String>,
 }
 
 /// Flags and environment variables that override the file.
@@ -224,6 +262,94 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         server.header_read_timeout = Duration::from_millis(ms);
     }
+    let mut outgoing_http = OutgoingHttpConfig::default();
+    let o = &file.outgoing_http;
+    for rule in &o.allow {
+        match AllowRule::parse(rule) {
+            Ok(r) => outgoing_http.allow.push(r),
+            Err(e) => problems.push(Diagnostic::new(
+                Location::of_span(&file_name, rule.span()),
+                format!("outgoing_http.allow: {e}"),
+            )),
+        }
+    }
+    for ca in &o.ca_files {
+        let path = base.join(ca.as_str());
+        if !path.is_file() {
+            problems.push(Diagnostic::new(
+                Location::of_span(&file_name, ca.span()),
+                format!("outgoing_http.ca_files: no file at {}", path.display()),
+            ));
+        }
+        outgoing_http.ca_files.push(path);
+    }
+    for (value, name, field) in [
+        (
+            &o.connect_timeout_ms,
+            "connect_timeout_ms",
+            &mut outgoing_http.connect_timeout,
+        ),
+        (
+            &o.first_byte_timeout_ms,
+            "first_byte_timeout_ms",
+            &mut outgoing_http.first_byte_timeout,
+        ),
+        (
+            &o.request_timeout_ms,
+            "request_timeout_ms",
+            &mut outgoing_http.request_timeout,
+        ),
+    ] {
+        if let Some(ms) = limit(&file_name, value, name, 10..=600_000, &mut problems) {
+            *field = Duration::from_millis(ms);
+        }
+    }
+    for (value, name, field) in [
+        (
+            &o.concurrent_per_worker,
+            "concurrent_per_worker",
+            &mut outgoing_http.per_worker_max,
+        ),
+        (
+            &o.concurrent_max,
+            "concurrent_max",
+            &mut outgoing_http.total_max,
+        ),
+    ] {
+        if let Some(n) = limit(&file_name, value, name, 1..=100_000, &mut problems) {
+            *field = n as usize;
+        }
+    }
+    let admin_token = match (env_var("REVENANT_ADMIN_TOKEN"), &file.admin.token) {
+        (Some(t), _) => Some(t),
+        (None, Some(t)) => Some(t.to_string()),
+        (None, None) => None,
+    };
+    if let Some(t) = &admin_token
+        && t.len() < revenant_gateway::admin::TOKEN_CHARS_MIN
+    {
+        let at = match &file.admin.token {
+            Some(s) => Location::of_span(&file_name, s.span()),
+            None => Location {
+                file: "REVENANT_ADMIN_TOKEN".into(),
+                line: 1,
+                column: 1,
+            },
+        };
+        problems.push(Diagnostic::new(
+            at,
+            format!(
+                "the admin token must be at least {} characters",
+                revenant_gateway::admin::TOKEN_CHARS_MIN
+            ),
+        ));
+    }
+    let admin_hosts = file
+        .admin
+        .hosts
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     let spec = ApiSpec {
         auth: file.auth.clone(),
         routes: file.routes.clone(),
@@ -253,9 +379,47 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             limits,
             server,
             api,
+            outgoing_http,
+            admin_token,
+            admin_hosts,
         }),
         _ => Err(Diagnostics(problems)),
     }
+}
+
+/// What the CLI's admin commands need of a project file: where its data is (for the token
+/// file), its admin address and token. Only the file's syntax is checked, not its routes.
+pub struct AdminView {
+    pub data: PathBuf,
+    pub admin_listen: Option<String>,
+    pub token: Option<String>,
+}
+
+pub fn admin_view(path: &Path) -> Result<AdminView, Diagnostics> {
+    let file_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            Location {
+                file: file_name.clone(),
+                line: 1,
+                column: 1,
+            },
+            format!("cannot read the configuration: {e}"),
+        )])
+    })?;
+    let file: ConfigFile = revenant_api_definitions::parse_yaml(&file_name, &text)
+        .map_err(|d| Diagnostics(vec![d]))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(AdminView {
+        data: base.join(
+            file.data
+                .as_deref()
+                .map(String::as_str)
+                .unwrap_or(DEFAULT_DATA),
+        ),
+        admin_listen: file.admin_listen.map(|a| a.to_string()),
+        token: file.admin.token.map(|t| t.to_string()),
+    })
 }
 
 /// The process environment, read here for the whole server (`clippy.toml`): the definitions'

@@ -1,6 +1,8 @@
 //! `revenant`: the command line. `revenant serve` runs a node on the embedded store;
 //! `revenant check` validates a project file without serving.
 
+mod admin_client;
+mod admin_token;
 mod config;
 
 use anyhow::Context;
@@ -51,6 +53,13 @@ enum Command {
     ///
     /// Without --scenario, the flags describe a one-step scenario.
     Loadtest(LoadtestArgs),
+    /// Send one request to the admin API, with the admin token, and print its answer.
+    ///
+    /// Example: revenant admin GET /workers/user-activity --config revenant.yaml
+    ///
+    /// The token comes from --token, REVENANT_ADMIN_TOKEN, the project's `admin.token`, or the
+    /// file <data>/admin.token that `revenant serve` wrote.
+    Admin(admin_client::AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
         Command::Check { project } => runtime.block_on(serve(project, Mode::Check)),
         Command::Openapi { project } => runtime.block_on(serve(project, Mode::OpenApi)),
         Command::Loadtest(args) => runtime.block_on(loadtest(args)),
+        Command::Admin(args) => runtime.block_on(admin_client::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -211,6 +221,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
             components: config.components.clone(),
             cache_dir,
             limits: config.limits.clone(),
+            outgoing_http: config.outgoing_http.clone(),
         },
         oplog,
         Arc::new(SystemEnvironment::new()),
@@ -247,6 +258,8 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    // Guests may not call back into this node unless `outgoing_http.allow` says so.
+    runtime.refuse_egress_to(addr);
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("revenant listening on http://{addr}");
     let _ = std::io::stdout().flush();
@@ -262,9 +275,22 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
             .await
             .with_context(|| format!("listening on {admin_addr} (admin)"))?;
         let addr = admin.local_addr().context("reading the admin address")?;
-        println!("revenant admin listening on http://{addr}");
+        runtime.refuse_egress_to(addr);
+        let (token, file) = admin_token::for_server(config.admin_token.clone(), &config.data)?;
+        let access = revenant_gateway::admin::Access::new(&token, addr, config.admin_hosts.clone());
+        // Scripts read the address up to the `;`.
+        match file {
+            Some(file) => println!(
+                "revenant admin listening on http://{addr}; token in {}",
+                file.display()
+            ),
+            None => println!("revenant admin listening on http://{addr}; token as configured"),
+        }
         let _ = std::io::stdout().flush();
-        let handler = Arc::new(revenant_gateway::admin::Admin::new(deployments.clone()));
+        let handler = Arc::new(revenant_gateway::admin::Admin::new(
+            deployments.clone(),
+            access,
+        ));
         let stop = stopping.clone();
         admin_server = Some(tokio::spawn(async move {
             if let Err(e) =

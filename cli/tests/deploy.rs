@@ -54,7 +54,7 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
     let data = dir.path().join("data");
     let server = Server::start_with_admin(&config, &data);
     let (url, admin) = (server.url.clone(), server.admin.clone().unwrap());
-    let http = Arc::new(Http::new());
+    let http = Arc::new(Http::new().with_admin(&server));
 
     // The load: 4 clients adding activities to their own user, counting acknowledgements.
     let stop = Arc::new(AtomicBool::new(false));
@@ -219,6 +219,7 @@ async fn deploys_swap_routes_under_load_without_failing_a_request() {
     server.kill9();
     let server = Server::start_with_admin(&config, &data);
     let (url, admin) = (server.url.clone(), server.admin.clone().unwrap());
+    let http = http.with_admin(&server);
     assert_eq!(
         http.get(&format!("{url}/v3/user/load-0/count")).await,
         json!(acked[0])

@@ -231,7 +231,7 @@ async fn admin_paths_are_percent_decoded() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with_admin(&demo_config(), data.path());
     let admin = server.admin.clone().unwrap();
-    let http = Http::new();
+    let http = Http::new().with_admin(&server);
     // `é` in the public path: the worker is `user-été`.
     http.post(
         &format!("{}/user/%C3%A9t%C3%A9/activities", server.url),

@@ -42,6 +42,7 @@ async fn interrupt_resume_list_and_delete() {
     let data = tempfile::tempdir().unwrap();
     let http = Http::new();
     let server = Server::start_with_admin(&config, data.path());
+    let http = http.with_admin(&server);
     let (url, adm) = (server.url.clone(), server.admin.clone().unwrap());
 
     assert_eq!(
@@ -89,6 +90,7 @@ async fn interrupt_resume_list_and_delete() {
     // Interrupted survives kill -9.
     server.kill9();
     let server = Server::start_with_admin(&config, data.path());
+    let http = http.with_admin(&server);
     let (url, adm) = (server.url.clone(), server.admin.clone().unwrap());
     let (_, body) = admin(&http, "GET", &format!("{adm}/workers/stress/a")).await;
     assert_eq!(body["status"], "interrupted", "{body}");
@@ -165,6 +167,7 @@ async fn a_guest_that_exits_stays_exited() {
     let data = tempfile::tempdir().unwrap();
     let http = Http::new();
     let server = Server::start_with_admin(&config, data.path());
+    let http = http.with_admin(&server);
     let url = server.url.clone();
     assert_eq!(
         http.post(&format!("{url}/stress/q/ping"), json!(null))
@@ -192,6 +195,7 @@ async fn a_guest_that_exits_stays_exited() {
 
     server.kill9();
     let server = Server::start_with_admin(&config, data.path());
+    let http = http.with_admin(&server);
     let (_, body) = admin(
         &http,
         "GET",

@@ -61,7 +61,7 @@ async fn workers_in_memory_keep_answering_across_component_uploads() {
     let data = dir.path().join("data");
     let server = Server::start_with_admin(&config, &data);
     let (url, admin) = (server.url.clone(), server.admin.clone().unwrap());
-    let http = Http::new();
+    let http = Http::new().with_admin(&server);
     for n in 1..=3 {
         add(&http, &url, "warm", n).await;
     }

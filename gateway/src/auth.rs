@@ -6,7 +6,7 @@
 //!   (so `none`, or HS256 "signed" with an RSA public key, never verify);
 //! - a token that names where its key lives (`jku`, `x5u`, `jwk`, `x5c`) or asks for extensions
 //!   (`crit`) is refused: keys come from the configuration only;
-//! - `exp` is required, `nbf` is checked, `iss` and `aud` when the scheme sets them, with the
+//! - `exp` is required, `nbf` and a future `iat` are checked, `iss` and `aud` when the scheme sets them, with the
 //!   scheme's bounded leeway;
 //! - an unknown `kid` refreshes a `jwks_url` scheme's keys, at most once a minute.
 
@@ -40,6 +40,7 @@ struct Key {
 /// Keys fetched from a `jwks_url`, replaced whole on refresh.
 struct RemoteJwks {
     url: String,
+    client: JwksClient,
     keys: RwLock<Arc<Vec<Arc<Key>>>>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -58,13 +59,45 @@ pub struct Authenticator {
 /// an unchanged scheme's key files again, nor forget the keys it fetched from a JWKS URL.
 /// Holds only what some router still uses: an entry nothing else references is dropped at the
 /// next lookup, so it is bounded by the live definitions' schemes.
-#[derive(Default)]
 pub struct AuthCache {
     // std's Mutex: held while building one scheme's authenticator, never across an await.
     built: std::sync::Mutex<Vec<(AuthScheme, PathBuf, Arc<Authenticator>)>>,
+    client: JwksClient,
+}
+
+/// Fetches JWKS documents: `https://` verified with the node's TLS settings (the system's roots
+/// and `outgoing_http.ca_files`), or plain `http://`. The operator names these URLs, so the
+/// guests' egress policy does not apply to them.
+pub type JwksClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+pub fn jwks_client(tls: rustls::ClientConfig) -> JwksClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
+
+impl Default for AuthCache {
+    /// With the system's roots only.
+    fn default() -> Self {
+        Self::new(revenant_runtime::tls::client_config(&[]).expect("no CA file to read"))
+    }
 }
 
 impl AuthCache {
+    pub fn new(tls: rustls::ClientConfig) -> Self {
+        Self {
+            built: Default::default(),
+            client: jwks_client(tls),
+        }
+    }
+
     /// The authenticator for `scheme` (with key files relative to `base`), built once.
     pub fn get_or_load(
         &self,
@@ -76,7 +109,7 @@ impl AuthCache {
         if let Some((_, _, a)) = built.iter().find(|(s, b, _)| s == scheme && b == base) {
             return Ok(a.clone());
         }
-        let a = Arc::new(Authenticator::load(scheme, base)?);
+        let a = Arc::new(Authenticator::load_with(scheme, base, &self.client)?);
         built.push((scheme.clone(), base.to_path_buf(), a.clone()));
         Ok(a)
     }
@@ -90,6 +123,16 @@ impl Authenticator {
     /// Reads the scheme's key files and JWKS file (relative to `base`). A key that does not
     /// parse is a located problem: the definition is refused before it serves.
     pub fn load(scheme: &AuthScheme, base: &Path) -> Result<Self, Vec<Diagnostic>> {
+        let tls = revenant_runtime::tls::client_config(&[]).expect("no CA file to read");
+        Self::load_with(scheme, base, &jwks_client(tls))
+    }
+
+    /// As `load`, fetching any `jwks_url` with `client`.
+    pub fn load_with(
+        scheme: &AuthScheme,
+        base: &Path,
+        client: &JwksClient,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let mut keys = Vec::new();
         for def in &scheme.keys {
@@ -159,6 +202,7 @@ impl Authenticator {
                 JwksSource::Url(u) => {
                     remote = Some(RemoteJwks {
                         url: u.clone(),
+                        client: client.clone(),
                         keys: RwLock::new(Arc::new(Vec::new())),
                         last_refresh: tokio::sync::Mutex::new(None),
                     });
@@ -269,7 +313,7 @@ impl Authenticator {
             .collect()
     }
 
-    /// `exp` and `nbf` against the request's time, with the scheme's leeway. jsonwebtoken
+    /// `exp`, `nbf` and `iat` against the request's time, with the scheme's leeway. jsonwebtoken
     /// would read the system clock itself, so its own checks of them are off.
     fn check_times(&self, claims: Claims, now: Now) -> Result<Claims, ApiError> {
         let seconds = |name: &str| -> Result<Option<u64>, ApiError> {
@@ -294,6 +338,16 @@ impl Authenticator {
             && nbf > now.unix_seconds.saturating_add(leeway)
         {
             return Err(invalid(claims_problem(&ErrorKind::ImmatureSignature, self)));
+        }
+        // A token issued in the future is forged or from a clock gone wrong: either way it
+        // must not be accepted before its time.
+        if let Some(iat) = seconds("iat")?
+            && iat > now.unix_seconds.saturating_add(leeway)
+        {
+            return Err(invalid(format!(
+                "the token is issued in the future (`iat` {iat}, now {}, leeway {leeway} s)",
+                now.unix_seconds
+            )));
         }
         Ok(claims)
     }
@@ -418,7 +472,7 @@ impl RemoteJwks {
             return;
         }
         *last = Some(now);
-        match tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(&self.url)).await {
+        match tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(&self.client, &self.url)).await {
             Ok(Ok(keys)) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "JWKS refreshed");
                 *self.keys.write().expect("never poisoned") = Arc::new(keys);
@@ -429,12 +483,18 @@ impl RemoteJwks {
     }
 }
 
-async fn fetch(url: &str) -> Result<Vec<Arc<Key>>, String> {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+async fn fetch(client: &JwksClient, url: &str) -> Result<Vec<Arc<Key>>, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let response = client.get(uri).await.map_err(|e| e.to_string())?;
+    let response = client.get(uri).await.map_err(|e| {
+        // The client's own message says little; the cause (a TLS problem, say) says what.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        text
+    })?;
     if response.status() != StatusCode::OK {
         return Err(format!("answered {}", response.status()));
     }

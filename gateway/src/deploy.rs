@@ -186,7 +186,7 @@ impl<K: KvStore> Deployments<K> {
             }
         }
         let lookup = |c: &str| runtime.component(c);
-        let auth = AuthCache::default();
+        let auth = AuthCache::new(runtime.tls_client_config());
         let gateway = loop {
             match build_gateway(
                 &runtime,

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidToken,
     Forbidden,
     CorsRefused,
+    HostRefused,
+    OriginRefused,
     RouteNotFound,
     MethodNotAllowed,
     BodyTooLarge,
@@ -50,7 +52,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 38] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -62,6 +64,8 @@ impl ErrorCode {
         Self::InvalidToken,
         Self::Forbidden,
         Self::CorsRefused,
+        Self::HostRefused,
+        Self::OriginRefused,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::BodyTooLarge,
@@ -101,6 +105,8 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::Forbidden => "forbidden",
             Self::CorsRefused => "cors_refused",
+            Self::HostRefused => "host_refused",
+            Self::OriginRefused => "origin_refused",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BodyTooLarge => "body_too_large",
@@ -141,7 +147,9 @@ impl ErrorCode {
             | Self::InvalidDefinition
             | Self::InvalidComponent => StatusCode::BAD_REQUEST,
             Self::Unauthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::CorsRefused => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::CorsRefused | Self::HostRefused | Self::OriginRefused => {
+                StatusCode::FORBIDDEN
+            }
             Self::RouteNotFound | Self::WorkerNotFound | Self::DefinitionNotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -58,7 +58,7 @@ impl Gateway {
         let lookup = |name: &str| runtime.component(name);
         Self::build(
             runtime.clone(),
-            &auth::AuthCache::default(),
+            &auth::AuthCache::new(runtime.tls_client_config()),
             &[api],
             &lookup,
         )

@@ -112,6 +112,7 @@ async fn the_reply_waits_until_the_entries_are_durable() {
             components: vec![("user-activity".into(), component)],
             cache_dir: cache.path().into(),
             limits: Default::default(),
+            outgoing_http: Default::default(),
         },
         store.clone(),
         Arc::new(SystemEnvironment::new()),

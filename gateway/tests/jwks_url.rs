@@ -170,3 +170,33 @@ async fn a_rebuilt_router_keeps_the_keys_it_fetched_and_time_is_passed_in() {
         "a new authenticator fetches anew"
     );
 }
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused_past_the_leeway() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = jwks_server(fetches.clone()).await;
+    let text = format!("auth:\n  remote:\n    jwks_url: {url}\n    leeway_seconds: 30\n");
+    let spec: ApiSpec = parse_yaml("api.yaml", &text).unwrap();
+    let api = compile("api.yaml", &spec, |_| true, &|_| None).unwrap();
+    let auth = Authenticator::load(&api.auth[0], &api.base_dir).unwrap();
+    let now = Now::read();
+    let issued = |iat: u64| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("k1".into());
+        let claims = serde_json::json!({"sub": "a", "exp": now.unix_seconds + 3600, "iat": iat});
+        let token = encode(&header, &claims, &key()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
+    };
+    // Within the leeway (a clock a little ahead) is accepted; past it is not.
+    auth.verify(&issued(now.unix_seconds + 30), now)
+        .await
+        .unwrap();
+    let e = auth
+        .verify(&issued(now.unix_seconds + 31), now)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.name(), "invalid_token");
+    assert!(e.message.contains("`iat`"), "{}", e.message);
+}

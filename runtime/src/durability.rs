@@ -6,13 +6,14 @@
 //!
 //! The WASI clocks and random interfaces are bound here by shadowing the stock wasmtime-wasi
 //! implementations in the linker, so a guest's `SystemTime::now()` and random draws are
-//! captured whatever library the guest uses to make them. Outgoing HTTP (`http.rs`) asks the
+//! captured whatever library the guest uses to make them. Outgoing HTTP (`http/`) asks the
 //! same chokepoint from the task that performs the request.
 
 use crate::environment::Environment;
-use crate::http::HttpClient;
+use crate::http::Outgoing;
 use crate::journal::Journal;
 use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, HOST_CALLS_PER_INVOCATION_MAX, RANDOM_BYTES_MAX};
+use crate::slots::WorkerFlags;
 use revenant_storage::OplogEntry;
 use revenant_storage::Value;
 use std::collections::VecDeque;
@@ -261,14 +262,24 @@ impl Chokepoint {
 /// The host's side of the chokepoint for one store: what live calls reach.
 pub(crate) struct Durability {
     environment: Arc<dyn Environment>,
-    pub(crate) http: HttpClient,
+    pub(crate) http: Arc<Outgoing>,
+    /// This worker's cap on outgoing requests in flight.
+    pub(crate) http_permits: Arc<tokio::sync::Semaphore>,
+    /// The durable worker this store runs (`None`: an ephemeral call).
+    pub(crate) worker: Option<Arc<WorkerFlags>>,
     pub(crate) chokepoint: Chokepoint,
 }
 
 impl Durability {
-    fn new(environment: Arc<dyn Environment>, http: HttpClient) -> Self {
+    fn new(
+        environment: Arc<dyn Environment>,
+        http: Arc<Outgoing>,
+        worker: Option<Arc<WorkerFlags>>,
+    ) -> Self {
         Self {
             environment,
+            worker,
+            http_permits: http.worker_permits(),
             http,
             chokepoint: Chokepoint::new(),
         }
@@ -348,7 +359,8 @@ pub(crate) struct HostState {
 impl HostState {
     pub fn new(
         environment: Arc<dyn Environment>,
-        http: HttpClient,
+        http: Arc<Outgoing>,
+        worker: Option<Arc<WorkerFlags>>,
         memory_bytes_max: usize,
     ) -> Self {
         // No environment variables, arguments, preopened directories or network: everything a
@@ -364,7 +376,7 @@ impl HostState {
             ticks_left: 0,
             deadline_exceeded: false,
             interrupted: false,
-            durability: Durability::new(environment, http),
+            durability: Durability::new(environment, http, worker),
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
         }
     }

@@ -46,6 +46,7 @@ impl Runtime {
             HostState::new(
                 self.environment.clone(),
                 self.http.clone(),
+                None,
                 self.limits.guest_memory_bytes,
             ),
             || false,

@@ -110,6 +110,9 @@ pub enum RuntimeError {
     },
     #[error("wasmtime engine: {0}")]
     Engine(String),
+    /// A setting that cannot be used (e.g. an unreadable CA file).
+    #[error("{0}")]
+    Config(String),
     #[error("compiled-component cache at {path}: {source}")]
     Cache {
         path: String,

@@ -23,6 +23,9 @@ mod worker;
 pub use component::{ComponentInfo, ExportInfo};
 pub use environment::{Environment, SystemEnvironment};
 pub use error::{InvokeError, RuntimeError};
+pub use http::OutgoingHttpConfig;
+pub use http::egress::AllowRule;
+pub use http::tls;
 pub use limits::WorkerLimits;
 pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
@@ -81,6 +84,7 @@ pub struct RuntimeConfig {
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
     pub limits: WorkerLimits,
+    pub outgoing_http: OutgoingHttpConfig,
 }
 
 /// A compiled component not yet serving (see [`Runtime::prepare_component`]).
@@ -102,7 +106,7 @@ pub struct Runtime {
     oplog: Arc<dyn OplogStore>,
     environment: Arc<dyn Environment>,
     limits: WorkerLimits,
-    http: http::HttpClient,
+    http: Arc<http::Outgoing>,
     shared: Arc<Shared>,
     ticker_stop: Arc<AtomicBool>,
     /// Slots for ephemeral calls (`ephemeral.rs`).
@@ -151,6 +155,11 @@ impl Runtime {
             tracing::info!(component = %name, hash = %loaded.info.hash, exports = loaded.info.exports.len(), "component loaded");
             components.insert(name.clone(), Arc::new(loaded));
         }
+        let shared = Arc::new(Shared::new());
+        let http = Arc::new(
+            http::Outgoing::new(config.outgoing_http, shared.clone())
+                .map_err(RuntimeError::Config)?,
+        );
         Ok(Arc::new(Self {
             engine,
             linker,
@@ -159,11 +168,23 @@ impl Runtime {
             oplog,
             environment,
             limits: config.limits,
-            http: http::client(),
-            shared: Arc::new(Shared::new()),
+            http,
+            shared,
             ticker_stop,
             ephemeral: ephemeral::slots(),
         }))
+    }
+
+    /// Refuses guests' outgoing requests to `addr`, one of this node's listeners, unless
+    /// `outgoing_http.allow` names it.
+    pub fn refuse_egress_to(&self, addr: std::net::SocketAddr) {
+        self.http.policy.add_own_listener(addr);
+    }
+
+    /// The TLS settings of outgoing connections (system roots plus the configured CA files),
+    /// for the node's own fetches (JWKS) to verify servers the same way guests' requests do.
+    pub fn tls_client_config(&self) -> rustls::ClientConfig {
+        self.http.tls.clone()
     }
 
     /// A loaded component's name, hash and exports.

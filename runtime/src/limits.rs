@@ -53,9 +53,29 @@ pub const RANDOM_BYTES_MAX: u64 = 16 * 1024;
 /// records (not yet built): they are refused.
 pub const HTTP_BODY_BYTES_MAX: usize = 60 * 1024;
 
-/// Time an outgoing HTTP request may take, connection to last byte. The invocation deadline
-/// counts guest execution only, so a request that never answers is bounded here.
+/// Default time an outgoing HTTP request may take, connection to last byte. The invocation
+/// deadline counts guest execution only, so a request that never answers is bounded here.
 pub const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default time one TCP connection attempt (and a DNS lookup) may take: a host that does not
+/// answer SYNs is given up on long before the request's own deadline.
+pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default time from sending a request to its response's status line. A server that accepts
+/// and never answers holds the worker (and its caller) this long, not the whole request bound.
+pub const HTTP_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default number of outgoing requests one worker may have in flight (a guest may start several
+/// at once): past it a request fails at once, recorded, instead of queueing.
+pub const HTTP_REQUESTS_PER_WORKER_MAX: usize = 8;
+
+/// Default number of outgoing requests the node may have in flight. Workers waiting on one are
+/// not counted against `active_workers_max` (so slow servers cannot starve other users), so
+/// this also bounds how far past that cap the workers in memory may go.
+pub const HTTP_REQUESTS_MAX: usize = 512;
+
+/// Idle pooled connections kept per outgoing host.
+pub const HTTP_IDLE_CONNECTIONS_PER_HOST: usize = 16;
 
 /// Attempts at an outgoing HTTP request that fails to connect (nothing was sent, so a retry
 /// cannot duplicate a side effect), with exponential backoff from `HTTP_RETRY_BACKOFF`. Only the

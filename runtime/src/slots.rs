@@ -12,7 +12,7 @@ use crate::limits::EVICTION_SCAN;
 use crate::worker::Command;
 use revenant_storage::WorkerId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
 
@@ -34,6 +34,9 @@ pub(crate) struct WorkerFlags {
     /// Set to stop the running invocation at the next epoch tick: a request to the task, read
     /// by the guest's epoch callback on whatever thread runs it.
     pub interrupt: AtomicBool,
+    /// Outgoing requests in flight: a worker waiting on one is not counted against the cap,
+    /// nor asked to leave (it could not before its call ends).
+    pub outgoing: AtomicUsize,
 }
 
 struct Slots {
@@ -50,6 +53,23 @@ pub(crate) struct Shared {
     slots: Mutex<Slots>,
     /// Signalled whenever a slot frees up.
     pub space: Notify,
+    /// Workers in memory that are waiting on an outgoing request: they do not count against the
+    /// cap (their number is bounded by the outgoing-request cap instead).
+    waiting: AtomicUsize,
+}
+
+/// Counts a worker as waiting on the outside world while it lives.
+pub(crate) struct Waiting<'a> {
+    shared: &'a Shared,
+    flags: &'a WorkerFlags,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.flags.outgoing.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What `Shared::get_or_reserve` found.
@@ -75,6 +95,20 @@ impl Shared {
                 retiring: HashMap::new(),
             }),
             space: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Marks one worker as waiting on an outgoing request until the guard is dropped; a slot
+    /// for another worker may be taken meanwhile.
+    pub fn waiting<'a>(&'a self, flags: &'a WorkerFlags) -> Waiting<'a> {
+        if flags.outgoing.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            self.space.notify_waiters();
+        }
+        Waiting {
+            shared: self,
+            flags,
         }
     }
 
@@ -103,16 +137,13 @@ impl Shared {
             slot.leaving.store(false, Ordering::Relaxed);
             return Reserve::Existing(slot.sender.clone());
         }
-        if slots.live.len() >= cap {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if slots.live.len().saturating_sub(waiting) >= cap {
             // The least recently used worker not already asked; each miss asks another, so
             // concurrent misses free as many slots.
-            if let Some((_, victim)) = slots
-                .live
-                .iter()
-                .rev()
-                .take(EVICTION_SCAN)
-                .find(|(_, s)| !s.leaving.load(Ordering::Relaxed))
-            {
+            if let Some((_, victim)) = slots.live.iter().rev().take(EVICTION_SCAN).find(|(_, s)| {
+                !s.leaving.load(Ordering::Relaxed) && s.flags.outgoing.load(Ordering::Relaxed) == 0
+            }) {
                 victim.leaving.store(true, Ordering::Relaxed);
                 victim.evict.notify_one();
             }

@@ -28,6 +28,7 @@ fn stress_runtime(limits: WorkerLimits, cache: &std::path::Path) -> Arc<Runtime>
             components: vec![("stress".into(), component)],
             cache_dir: cache.to_path_buf(),
             limits,
+            outgoing_http: Default::default(),
         },
         store,
         Arc::new(SystemEnvironment::new()),

@@ -24,6 +24,7 @@ fn runtime(limits: WorkerLimits, cache: &std::path::Path) -> Arc<Runtime> {
             components: vec![("user-activity".into(), component)],
             cache_dir: cache.to_path_buf(),
             limits,
+            outgoing_http: Default::default(),
         },
         store,
         Arc::new(SystemEnvironment::new()),

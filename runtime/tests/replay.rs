@@ -24,6 +24,7 @@ fn runtime(store: Arc<dyn OplogStore>, cache: &std::path::Path) -> Arc<Runtime> 
             components: vec![("user-activity".into(), example_component())],
             cache_dir: cache.to_path_buf(),
             limits: Default::default(),
+            outgoing_http: Default::default(),
         },
         store,
         Arc::new(SystemEnvironment::new()),

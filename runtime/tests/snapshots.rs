@@ -24,6 +24,7 @@ fn runtime(
             components: vec![("user-activity".into(), component)],
             cache_dir: cache.into(),
             limits,
+            outgoing_http: Default::default(),
         },
         store,
         Arc::new(SystemEnvironment::new()),

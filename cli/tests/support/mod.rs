@@ -32,6 +32,17 @@ pub fn demo_config() -> PathBuf {
     workspace().join("examples/user-activity/revenant.yaml")
 }
 
+/// The demo project with more top-level YAML (`head`, e.g. `outgoing_http:`), in a fresh folder.
+pub fn demo_with(head: &str) -> (tempfile::TempDir, PathBuf) {
+    let demo = std::fs::read_to_string(demo_config()).unwrap();
+    let target = workspace().join("target");
+    let text = demo.replace("../../target", &target.display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("revenant.yaml");
+    std::fs::write(&config, format!("{head}\n{text}")).unwrap();
+    (dir, config)
+}
+
 /// A project file in a fresh folder: the demo component and `routes` (YAML list items).
 pub fn project(routes: &str) -> (tempfile::TempDir, PathBuf) {
     project_with("", routes)
@@ -72,6 +83,8 @@ pub struct Server {
     pub url: String,
     /// The admin API's URL, when started with `start_with_admin`.
     pub admin: Option<String>,
+    /// The admin token, read from the file the server named in its start-up line.
+    pub admin_token: Option<String>,
 }
 
 impl Server {
@@ -135,8 +148,9 @@ impl Server {
                 let Ok(line) = line else { break };
                 if let Some(url) = line.strip_prefix("revenant listening on ") {
                     let _ = tx.send((false, url.to_string()));
-                } else if let Some(url) = line.strip_prefix("revenant admin listening on ") {
-                    let _ = tx.send((true, url.to_string()));
+                } else if let Some(rest) = line.strip_prefix("revenant admin listening on ") {
+                    // `http://ADDR; token in FILE`
+                    let _ = tx.send((true, rest.to_string()));
                 }
             }
         });
@@ -155,10 +169,29 @@ impl Server {
                 }
             }
         }
+        let (admin, admin_token) = match admin_url {
+            None => (None, None),
+            Some(line) => {
+                let (url, rest) = line.split_once("; ").expect("`; token in` follows the URL");
+                let token = rest.strip_prefix("token in ").map(|file| {
+                    let file = Path::new(file);
+                    assert_eq!(
+                        std::os::unix::fs::PermissionsExt::mode(
+                            &std::fs::metadata(file).unwrap().permissions()
+                        ) & 0o777,
+                        0o600,
+                        "the admin token file is private to its owner"
+                    );
+                    std::fs::read_to_string(file).unwrap().trim().to_string()
+                });
+                (Some(url.to_string()), token)
+            }
+        };
         Self {
             child,
             url: url.expect("reported"),
-            admin: admin_url,
+            admin,
+            admin_token,
         }
     }
 
@@ -209,12 +242,26 @@ impl Drop for Server {
 #[derive(Clone)]
 pub struct Http {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The admin API's URL and token: requests to it carry the token unless they set their own
+    /// `Authorization`.
+    admin: Option<(String, String)>,
 }
 
 impl Http {
     pub fn new() -> Self {
         Self {
             client: Client::builder(TokioExecutor::new()).build_http(),
+            admin: None,
+        }
+    }
+
+    /// This client, sending `server`'s admin token to its admin API.
+    pub fn with_admin(&self, server: &Server) -> Self {
+        let url = server.admin.clone().expect("started with the admin API");
+        let token = server.admin_token.clone().expect("a generated admin token");
+        Self {
+            client: self.client.clone(),
+            admin: Some((url, token)),
         }
     }
 
@@ -264,6 +311,14 @@ impl Http {
         let mut builder = http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
+        }
+        if let Some((admin, token)) = &self.admin
+            && url.starts_with(admin.as_str())
+            && !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let request = builder
             .body(Full::new(body.into()))

@@ -52,6 +52,7 @@ fn new_store(ctx: &WorkerContext) -> Store<HostState> {
         HostState::new(
             ctx.environment.clone(),
             ctx.http.clone(),
+            Some(ctx.flags.clone()),
             ctx.limits.guest_memory_bytes,
         ),
         move || flags.interrupt.load(Ordering::SeqCst),

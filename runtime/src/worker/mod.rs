@@ -21,7 +21,7 @@ use crate::WorkerStatus;
 use crate::component::{ExportInfo, LoadedComponent};
 use crate::environment::Environment;
 use crate::error::InvokeError;
-use crate::http::HttpClient;
+use crate::http::Outgoing;
 use crate::journal::Journal;
 use crate::limits::WorkerLimits;
 use crate::slots::{Shared, WorkerFlags};
@@ -74,7 +74,7 @@ pub(crate) struct WorkerContext {
     pub component: Arc<LoadedComponent>,
     pub oplog: Arc<dyn OplogStore>,
     pub environment: Arc<dyn Environment>,
-    pub http: HttpClient,
+    pub http: Arc<Outgoing>,
     pub limits: WorkerLimits,
     pub flags: Arc<WorkerFlags>,
 }

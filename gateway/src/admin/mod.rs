@@ -1,5 +1,6 @@
 //! The admin API, served on its own listener (never the public one): worker lifecycle, and
-//! deploys (see `deploy`).
+//! deploys (see `deploy`). Every request is checked by `access` first: the admin token, the
+//! `Host`, and no `Origin` on requests that change anything.
 //!
 //! | method and path | does |
 //! |---|---|
@@ -14,6 +15,10 @@
 //! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
+
+mod access;
+
+pub use access::{Access, TOKEN_CHARS_MIN};
 
 use crate::ApiError;
 use crate::deploy::Deployments;
@@ -30,6 +35,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub struct Admin<K: KvStore> {
+    access: Access,
     runtime: Arc<Runtime>,
     deployments: Arc<Deployments<K>>,
     router: matchit::Router<Route>,
@@ -48,7 +54,7 @@ enum Route {
 }
 
 impl<K: KvStore> Admin<K> {
-    pub fn new(deployments: Arc<Deployments<K>>) -> Self {
+    pub fn new(deployments: Arc<Deployments<K>>, access: Access) -> Self {
         let runtime = deployments.runtime().clone();
         let mut router = matchit::Router::new();
         for (path, route) in [
@@ -66,6 +72,7 @@ impl<K: KvStore> Admin<K> {
                 .expect("admin routes do not overlap");
         }
         Self {
+            access,
             runtime,
             deployments,
             router,
@@ -77,6 +84,7 @@ impl<K: KvStore> Admin<K> {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        self.access.check(&request)?;
         let path = request.uri().path().to_string();
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(

@@ -6,30 +6,25 @@
 //! request that differs from the recorded one (method, URI, headers or body hash) is a
 //! divergence.
 //!
-//! Plain `http://` only for now (no TLS client is built in); bodies are bounded by
-//! `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
+//! Bodies are bounded by `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
+//! How a request is performed (egress policy, TLS, timeouts, caps) is `client.rs`; whatever
+//! it answers, a response or a failure, is what is recorded and what the guest sees.
+
+mod client;
+pub mod egress;
+pub mod tls;
+
+pub(crate) use client::Outgoing;
+pub use client::OutgoingHttpConfig;
 
 use crate::durability::{Decision, Durability, Effect, HostFunction};
-use crate::limits::{
-    HTTP_BODY_BYTES_MAX, HTTP_CONNECT_ATTEMPTS, HTTP_REQUEST_TIMEOUT, HTTP_RETRY_BACKOFF,
-};
+use crate::limits::HTTP_BODY_BYTES_MAX;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use revenant_storage::Value;
 use std::future::Future;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
-
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
 
 /// `wasi:http/outgoing-handler.handle`: the request leaves the process.
 const HANDLE: HostFunction = HostFunction {
@@ -50,6 +45,10 @@ fn failed(message: impl Into<String>) -> Error {
     Error::Connect(std::io::Error::other(message.into()))
 }
 
+/// A failure the guest sees with its message (`internal-error(some(message))`): the egress
+/// policy's refusal, a TLS or timeout problem. Logs written before this form answer as before.
+const FAILURE_FIELD: &str = "error";
+
 fn headers_value(headers: &http::HeaderMap) -> Value {
     Value::List(
         headers
@@ -69,7 +68,7 @@ fn request_value(parts: &http::request::Parts, body: &Bytes) -> Value {
     let hash = revenant_storage::catalog::sha256_hex(body);
     Value::Record(vec![
         ("method".into(), Value::String(parts.method.to_string())),
-        ("uri".into(), Value::String(parts.uri.to_string())),
+        ("uri".into(), Value::String(client::redacted(&parts.uri))),
         ("headers".into(), headers_value(&parts.headers)),
         ("body-sha256".into(), Value::String(hash)),
     ])
@@ -83,8 +82,15 @@ fn response_from(recorded: &Value) -> SendResult {
             Value::Record(fields) => fields,
             _ => return Err(failed("malformed recorded response")),
         },
-        Value::Result(Err(Some(message))) => {
-            return Err(match message.as_ref() {
+        Value::Result(Err(Some(failure))) => {
+            return Err(match failure.as_ref() {
+                Value::Record(fields) => match fields.as_slice() {
+                    [(name, Value::String(m))] if name == FAILURE_FIELD => {
+                        Error::InternalError(Some(m.clone()))
+                    }
+                    _ => failed("malformed recorded failure"),
+                },
+                // Recorded before failures carried their message to the guest.
                 Value::String(m) => failed(m.clone()),
                 _ => failed("malformed recorded failure"),
             });
@@ -130,49 +136,24 @@ async fn read_request(
     Ok((parts, body))
 }
 
-/// Sends the request, retrying failures to connect, and reads the whole response: the value to
-/// record.
-async fn perform(client: &HttpClient, parts: http::request::Parts, body: Bytes) -> Value {
-    let exchange = async {
-        let mut attempt = 1;
-        let response = loop {
-            let request = http::Request::from_parts(parts.clone(), Full::new(body.clone()));
-            match client.request(request).await {
-                Ok(response) => break response,
-                // Refused or unreachable: nothing left this process, so trying again is safe.
-                Err(e) if e.is_connect() && attempt < HTTP_CONNECT_ATTEMPTS => {
-                    tokio::time::sleep(HTTP_RETRY_BACKOFF * 2u32.pow(attempt - 1)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(format!("request failed after {attempt} attempt(s): {e}")),
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| {
-                format!("reading the response body (at most {HTTP_BODY_BYTES_MAX} bytes): {e}")
-            })?
-            .to_bytes();
-        Ok::<_, String>((parts, body))
-    };
-    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok((parts, body))) => Value::Result(Ok(Some(Box::new(Value::Record(vec![
+/// What is recorded of a performed request: the response, or why there is none.
+fn outcome_value(outcome: Result<(http::response::Parts, Bytes), String>) -> Value {
+    match outcome {
+        Ok((parts, body)) => Value::Result(Ok(Some(Box::new(Value::Record(vec![
             ("status".into(), Value::U16(parts.status.as_u16())),
             ("headers".into(), headers_value(&parts.headers)),
             ("body".into(), Value::Bytes(body.to_vec())),
         ]))))),
-        Ok(Err(message)) => Value::Result(Err(Some(Box::new(Value::String(message))))),
-        Err(_) => Value::Result(Err(Some(Box::new(Value::String(format!(
-            "no complete response within {HTTP_REQUEST_TIMEOUT:?}"
-        )))))),
+        Err(message) => Value::Result(Err(Some(Box::new(Value::Record(vec![(
+            FAILURE_FIELD.into(),
+            Value::String(message),
+        )]))))),
     }
 }
 
 impl WasiHttpHooks for Durability {
     fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
-        *scheme == Scheme::HTTP
+        *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
     }
 
     fn default_scheme(&mut self) -> Option<Scheme> {
@@ -185,7 +166,12 @@ impl WasiHttpHooks for Durability {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let (chokepoint, client) = (self.chokepoint.clone(), self.http.clone());
+        let (chokepoint, outgoing, mine, worker) = (
+            self.chokepoint.clone(),
+            self.http.clone(),
+            self.http_permits.clone(),
+            self.worker.clone(),
+        );
         Box::new(async move {
             let (parts, body) = read_request(request).await?;
             match chokepoint
@@ -195,7 +181,13 @@ impl WasiHttpHooks for Durability {
                 Decision::Recorded(response) => response_from(&response),
                 Decision::Perform(pending) => {
                     pending.before_effect().await.map_err(failed)?;
-                    let response = perform(&client, parts, body).await;
+                    let outcome = outgoing
+                        .perform(&mine, worker.as_deref(), parts, body)
+                        .await;
+                    if let Err(why) = &outcome {
+                        tracing::warn!("outgoing request failed: {why}");
+                    }
+                    let response = outcome_value(outcome);
                     pending.record(&response);
                     response_from(&response)
                 }
