@@ -254,6 +254,14 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         .await
         .map_err(|e| anyhow::anyhow!("loading deployed components and definitions: {e}"))?,
     );
+    // The admin token is settled before anything listens: a bad token file stops the start.
+    let admin_token = match config.admin_listen {
+        Some(_) => Some(admin_token::for_server(
+            config.admin_token.clone(),
+            &config.data,
+        )?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -270,13 +278,12 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         let _ = stop.send(true);
     });
     let mut admin_server = None;
-    if let Some(admin_addr) = config.admin_listen {
+    if let (Some(admin_addr), Some((token, file))) = (config.admin_listen, admin_token) {
         let admin = tokio::net::TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("listening on {admin_addr} (admin)"))?;
         let addr = admin.local_addr().context("reading the admin address")?;
         runtime.refuse_egress_to(addr);
-        let (token, file) = admin_token::for_server(config.admin_token.clone(), &config.data)?;
         let access = revenant_gateway::admin::Access::new(&token, addr, config.admin_hosts.clone());
         // Scripts read the address up to the `;`.
         match file {

@@ -122,6 +122,14 @@ async fn the_document_is_valid_openapi_31_and_served_as_printed() {
         item["required"],
         json!(["id", "kind", "detail", "timestamp-ms"])
     );
+    // A path parameter states what the gateway refuses, and the worker name's bound.
+    let user_id = &add["parameters"][0];
+    assert_eq!(user_id["name"], "user-id");
+    let schema = &user_id["schema"];
+    assert_eq!(schema["minLength"], 1);
+    assert_eq!(schema["maxLength"], 256 - "user-".len(), "{schema}");
+    assert_eq!(schema["not"], json!({"enum": [".", ".."]}));
+    assert!(schema["pattern"].as_str().unwrap().contains('/'), "{schema}");
     let files = &printed["paths"]["/files/{rest}"]["post"]["parameters"];
     let names: Vec<(&str, &str)> = files
         .as_array()

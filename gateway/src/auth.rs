@@ -485,16 +485,11 @@ impl RemoteJwks {
 
 async fn fetch(client: &JwksClient, url: &str) -> Result<Vec<Arc<Key>>, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let response = client.get(uri).await.map_err(|e| {
-        // The client's own message says little; the cause (a TLS problem, say) says what.
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
-    })?;
+    // The client's own message says little; the cause (a TLS problem, say) says what.
+    let response = client
+        .get(uri)
+        .await
+        .map_err(|e| revenant_runtime::error_chain(&e))?;
     if response.status() != StatusCode::OK {
         return Err(format!("answered {}", response.status()));
     }

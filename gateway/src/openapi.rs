@@ -8,6 +8,7 @@
 use crate::{Binding, Gateway};
 use revenant_api_definitions::{ArgSource, TemplatePart, Var};
 use revenant_runtime::ValueType;
+use revenant_runtime::limits::WORKER_NAME_BYTES_MAX;
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeMap;
 
@@ -134,6 +135,27 @@ pub fn document(gateway: &Gateway, title: &str, version: &str) -> Json {
     })
 }
 
+/// What the gateway refuses in a path segment (`route::canonical_path`), as JSON Schema: empty,
+/// `.` or `..`, an (encoded) `/`, control characters; and, for a parameter that is part of the
+/// worker name, the name's byte bound.
+fn path_segment_limits(schema: &mut Json, name_bytes: Option<usize>) {
+    schema["minLength"] = json!(1);
+    schema["pattern"] = json!("^[^/\\u0000-\\u001f\\u007f-\\u009f]+$");
+    schema["not"] = json!({"enum": [".", ".."]});
+    let mut description = String::from(
+        "One path segment, percent-decoded once: not empty, not `.` or `..`, without `/` or \
+         control characters (400 `bad_path`).",
+    );
+    if let Some(bytes) = name_bytes {
+        schema["maxLength"] = json!(bytes);
+        description.push_str(&format!(
+            " Part of the worker name, which has at most {WORKER_NAME_BYTES_MAX} bytes of \
+             UTF-8: at most {bytes} bytes here (400 `invalid_worker_name`)."
+        ));
+    }
+    schema["description"] = json!(description);
+}
+
 fn operation(binding: &Binding) -> Json {
     let route = &binding.route;
     // Each placeholder's schema: the parameter's when it is the whole argument, text otherwise.
@@ -162,10 +184,32 @@ fn operation(binding: &Binding) -> Json {
     }
 
     let mut parameters = Vec::new();
+    // Bytes of the worker name that are not placeholders: what a path parameter in it may use.
+    let literal: usize = route
+        .worker
+        .parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Literal(l) => l.len(),
+            TemplatePart::Var(_) => 0,
+        })
+        .sum();
     for p in &route.path.params {
+        let mut schema = typed.get(p).cloned().unwrap_or_else(|| text.clone());
+        if schema["type"] == "string" {
+            let in_name = route
+                .worker
+                .parts
+                .iter()
+                .any(|part| matches!(part, TemplatePart::Var(Var::Path(v)) if v == p));
+            path_segment_limits(
+                &mut schema,
+                in_name.then(|| WORKER_NAME_BYTES_MAX - literal.min(WORKER_NAME_BYTES_MAX)),
+            );
+        }
         parameters.push(json!({
             "name": p, "in": "path", "required": true,
-            "schema": typed.get(p).cloned().unwrap_or_else(|| text.clone()),
+            "schema": schema,
         }));
     }
     for (key, schema) in &typed {

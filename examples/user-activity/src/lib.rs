@@ -73,14 +73,20 @@ impl Guest for UserActivity {
     }
 }
 
-/// A minimal HTTP/1.1 GET over `wasi:http/outgoing-handler`: no redirects, body as UTF-8.
+/// A minimal GET (http:// or https://) over `wasi:http/outgoing-handler`: no redirects, body as UTF-8.
 fn http_get(url: &str) -> Result<String, String> {
     use wasip2::http::outgoing_handler::handle;
     use wasip2::http::types::{Fields, Method, OutgoingRequest, Scheme};
 
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("only http:// URLs are supported, got {url}"))?;
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(format!(
+            "only http:// and https:// URLs are supported, got {url}"
+        ));
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -90,7 +96,7 @@ fn http_get(url: &str) -> Result<String, String> {
         .set_method(&Method::Get)
         .map_err(|()| "bad method")?;
     request
-        .set_scheme(Some(&Scheme::Http))
+        .set_scheme(Some(&scheme))
         .map_err(|()| "bad scheme")?;
     request
         .set_authority(Some(authority))

@@ -220,8 +220,12 @@ impl Outgoing {
                     match self.client.request(request).await {
                         Ok(response) => return Ok(response),
                         // Refused by the policy: trying again gives the same answer.
-                        Err(e) if refused(&e).is_some() => {
-                            return Err(refused(&e).expect("checked").to_string());
+                        Err(e) if cause::<Refusal>(&e).is_some() => {
+                            return Err(cause::<Refusal>(&e).expect("checked").to_string());
+                        }
+                        // A certificate that does not verify will not verify next time.
+                        Err(e) if cause::<rustls::Error>(&e).is_some() => {
+                            return Err(format!("TLS: {}", chain(&e)));
                         }
                         // Refused or unreachable: nothing left this process, so trying
                         // again is safe.
@@ -265,12 +269,23 @@ impl Outgoing {
     }
 }
 
-/// The policy's refusal inside a client error, if that is what it is.
-fn refused(e: &hyper_util::client::legacy::Error) -> Option<&Refusal> {
+/// An error of type `T` among a client error's causes. I/O errors are looked into: the TLS
+/// connector wraps rustls' error in an I/O error inside another.
+fn cause<T: std::error::Error + 'static>(e: &hyper_util::client::legacy::Error) -> Option<&T> {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(r) = s.downcast_ref::<Refusal>() {
-            return Some(r);
+        let mut layer: &(dyn std::error::Error + 'static) = s;
+        loop {
+            if let Some(found) = layer.downcast_ref::<T>() {
+                return Some(found);
+            }
+            match layer
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => layer = inner,
+                None => break,
+            }
         }
         source = s.source();
     }
@@ -279,7 +294,7 @@ fn refused(e: &hyper_util::client::legacy::Error) -> Option<&Refusal> {
 
 /// An error with its causes, outermost first: the client's own message ("client error
 /// (Connect)") says little; the cause says what happened (a TLS certificate problem, say).
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

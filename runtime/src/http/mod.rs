@@ -15,7 +15,7 @@ pub mod egress;
 pub mod tls;
 
 pub(crate) use client::Outgoing;
-pub use client::OutgoingHttpConfig;
+pub use client::{OutgoingHttpConfig, chain as error_chain};
 
 use crate::durability::{Decision, Durability, Effect, HostFunction};
 use crate::limits::HTTP_BODY_BYTES_MAX;
