@@ -129,7 +129,10 @@ async fn the_document_is_valid_openapi_31_and_served_as_printed() {
     assert_eq!(schema["minLength"], 1);
     assert_eq!(schema["maxLength"], 256 - "user-".len(), "{schema}");
     assert_eq!(schema["not"], json!({"enum": [".", ".."]}));
-    assert!(schema["pattern"].as_str().unwrap().contains('/'), "{schema}");
+    assert!(
+        schema["pattern"].as_str().unwrap().contains('/'),
+        "{schema}"
+    );
     let files = &printed["paths"]["/files/{rest}"]["post"]["parameters"];
     let names: Vec<(&str, &str)> = files
         .as_array()
