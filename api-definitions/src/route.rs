@@ -22,6 +22,9 @@ pub struct RouteSpec {
     pub worker: Option<Spanned<String>>,
     /// `false` runs the call on a fresh instance and records nothing (default `true`).
     pub durable: Option<Spanned<bool>>,
+    /// `true`: the export only reads the worker's state; the call runs on the worker in its
+    /// turn and writes nothing to the log (default `false`).
+    pub read_only: Option<Spanned<bool>>,
     pub call: Spanned<String>,
     #[serde(default)]
     pub args: Vec<Spanned<String>>,
@@ -181,6 +184,8 @@ pub struct Route {
     pub worker: Template,
     /// False: the call runs on a fresh instance, recording nothing.
     pub durable: bool,
+    /// The call reads the worker's state without recording anything (`docs/api-definitions.md`).
+    pub read_only: bool,
     pub call: String,
     pub args: Vec<ArgSource>,
     /// Status for `result::err`, if the route sets one; the body is then the error itself.
@@ -294,6 +299,16 @@ pub fn compile(
             ));
         }
         let durable = spec.durable.as_ref().is_none_or(|d| **d);
+        let read_only = spec.read_only.as_ref().is_some_and(|r| **r);
+        if let Some(r) = &spec.read_only
+            && **r
+            && !durable
+        {
+            problems.push(Diagnostic::new(
+                at(r.span()),
+                "`read_only` is for durable routes: a `durable: false` call records nothing anyway",
+            ));
+        }
         let worker = match (&spec.worker, durable) {
             (None, true) => {
                 problems.push(Diagnostic::new(
@@ -446,6 +461,7 @@ pub fn compile(
                 component: spec.component.to_string(),
                 worker,
                 durable,
+                read_only,
                 call: spec.call.trim().to_string(),
                 args,
                 error_status: spec.error_status.as_ref().map(|s| **s),
@@ -506,6 +522,25 @@ routes:
         assert_eq!(r.args[0], ArgSource::Var(Var::Body(vec!["kind".into()])));
         assert_eq!((r.location.line, r.call_location.line), (2, 6));
         assert_eq!(r.location.column, 13);
+    }
+
+    #[test]
+    fn read_only_is_for_durable_routes() {
+        let read = GOOD.replace("call: count", "call: count\n    read_only: true");
+        let api = compile_text(&read).unwrap();
+        assert_eq!(
+            (api.routes[0].read_only, api.routes[1].read_only),
+            (false, true)
+        );
+        let ephemeral = GOOD.replace(
+            "worker: user-{user-id}\n    call: count",
+            "durable: false\n    call: count\n    read_only: true",
+        );
+        let err = compile_text(&ephemeral).unwrap_err().to_string();
+        assert!(
+            err.contains("routes.yaml:13:16: `read_only` is for durable routes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -78,6 +78,8 @@ struct LimitsFile {
     active_workers_max: Option<Spanned<u64>>,
     snapshot_every_invocations: Option<Spanned<u64>>,
     truncate_oplog_at_snapshot: Option<Spanned<bool>>,
+    /// For tests: fail a read-only call that changes its worker's state (two snapshots a read).
+    check_read_only: Option<Spanned<bool>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
 }
 
@@ -251,6 +253,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     }
     if let Some(t) = &l.truncate_oplog_at_snapshot {
         limits.truncate_at_snapshot = **t;
+    }
+    if let Some(c) = &l.check_read_only {
+        limits.check_read_only = **c;
     }
     let mut server = revenant_gateway::ServerLimits::default();
     if let Some(ms) = limit(

@@ -235,10 +235,22 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         return Ok(());
     }
     let Some(store) = store else {
+        let read_only: Vec<String> = config
+            .api
+            .routes
+            .iter()
+            .filter(|r| r.read_only)
+            .map(|r| r.describe())
+            .collect();
         println!(
-            "{}: ok ({} routes)",
+            "{}: ok ({} routes; read-only: {})",
             args.config.display(),
-            config.api.routes.len()
+            config.api.routes.len(),
+            if read_only.is_empty() {
+                "none".to_string()
+            } else {
+                read_only.join(", ")
+            }
         );
         return Ok(());
     };

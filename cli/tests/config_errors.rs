@@ -42,3 +42,25 @@ fn a_route_whose_arguments_cannot_type_check_is_refused_at_load() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_lists_the_read_only_routes_and_openapi_marks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, stdout) = support::refused("check", dir.path(), &support::demo_config());
+    assert!(
+        stdout.contains("read-only: GET /user/{user-id}/activities, GET /user/{user-id}/count"),
+        "{stdout}"
+    );
+    let (_, _, printed) = support::refused("openapi", dir.path(), &support::demo_config());
+    let doc: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let paths = &doc["paths"];
+    assert_eq!(
+        paths["/user/{user-id}/count"]["get"]["x-revenant-read-only"],
+        true
+    );
+    assert!(
+        paths["/user/{user-id}/activities"]["post"]
+            .get("x-revenant-read-only")
+            .is_none()
+    );
+}

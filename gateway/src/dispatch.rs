@@ -1,5 +1,5 @@
-//! Handing a bound request to the runtime: a durable call on the worker the route names, or an
-//! ephemeral one on a fresh instance (`durable: false`).
+//! Handing a bound request to the runtime: a durable call on the worker the route names, a
+//! read of it (`read_only: true`), or an ephemeral call on a fresh instance (`durable: false`).
 
 use crate::binding::Binding;
 use crate::error::ApiError;
@@ -18,7 +18,10 @@ pub(crate) async fn call(
     if crate::faults::lose_update(&worker_name, method) {
         return Ok(Vec::new());
     }
-    Ok(if route.durable {
+    Ok(if route.read_only {
+        let worker = WorkerId::new(route.component.clone(), worker_name);
+        runtime.read(worker, &binding.export, args).await?
+    } else if route.durable {
         let worker = WorkerId::new(route.component.clone(), worker_name);
         runtime
             .invoke(worker, &binding.export, args, idempotency_key)

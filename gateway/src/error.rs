@@ -42,6 +42,7 @@ pub enum ErrorCode {
     WorkerTrap,
     MemoryLimit,
     WorkerDiverged,
+    ReadOnlyViolation,
     UnknownComponent,
     UnknownFunction,
     Internal,
@@ -52,7 +53,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 39] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -84,6 +85,7 @@ impl ErrorCode {
         Self::WorkerTrap,
         Self::MemoryLimit,
         Self::WorkerDiverged,
+        Self::ReadOnlyViolation,
         Self::UnknownComponent,
         Self::UnknownFunction,
         Self::Internal,
@@ -126,6 +128,7 @@ impl ErrorCode {
             Self::WorkerTrap => "worker_trap",
             Self::MemoryLimit => "memory_limit",
             Self::WorkerDiverged => "worker_diverged",
+            Self::ReadOnlyViolation => "read_only_violation",
             Self::UnknownComponent => "unknown_component",
             Self::UnknownFunction => "unknown_function",
             Self::Internal => "internal",
@@ -167,6 +170,7 @@ impl ErrorCode {
             | Self::WorkerTrap
             | Self::MemoryLimit
             | Self::WorkerDiverged
+            | Self::ReadOnlyViolation
             | Self::UnknownComponent
             | Self::UnknownFunction
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -264,6 +268,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::Trap(_) => ErrorCode::WorkerTrap,
             InvokeError::MemoryLimit(_) => ErrorCode::MemoryLimit,
             InvokeError::Divergence(_) => ErrorCode::WorkerDiverged,
+            InvokeError::ReadOnlyViolation(_) => ErrorCode::ReadOnlyViolation,
             InvokeError::Internal(_) => ErrorCode::Internal,
             // The stored outcome of an earlier call: answered with the code it had.
             InvokeError::Repeated { code, .. } => {

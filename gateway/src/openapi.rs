@@ -225,8 +225,16 @@ fn operation(binding: &Binding) -> Json {
     op.insert("operationId".into(), json!(operation_id(route)));
     op.insert(
         "summary".into(),
-        json!(format!("calls `{}`", binding.export)),
+        json!(format!(
+            "calls `{}`{}",
+            binding.export,
+            if route.read_only { " (read-only)" } else { "" }
+        )),
     );
+    if route.read_only {
+        // Clients and tools may treat it as safe: it changes nothing and records nothing.
+        op.insert("x-revenant-read-only".into(), json!(true));
+    }
     op.insert("parameters".into(), json!(parameters));
     if let Some(body) = body_schema(&body_fields) {
         op.insert(

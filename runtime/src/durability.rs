@@ -72,6 +72,9 @@ enum Mode {
     /// An ephemeral call: nothing is recorded and nothing will be replayed, so host calls go
     /// straight to the real world.
     Ephemeral,
+    /// A read-only call on a durable worker: never replayed, so local reads are answered live
+    /// and unrecorded; a remote effect, which the log would have to hold, is refused.
+    ReadOnly,
 }
 
 struct Core {
@@ -154,6 +157,10 @@ impl Chokepoint {
         self.set(Mode::Ephemeral);
     }
 
+    pub fn begin_read_only(&self) {
+        self.set(Mode::ReadOnly);
+    }
+
     pub fn begin_live(&self, journal: Arc<Journal>) {
         self.set(Mode::Live { journal, calls: 0 });
     }
@@ -173,7 +180,7 @@ impl Chokepoint {
     /// this time.
     pub fn finish(&self) -> Result<(), String> {
         match std::mem::replace(&mut self.core().mode, Mode::Idle) {
-            Mode::Idle | Mode::Live { .. } | Mode::Ephemeral => Ok(()),
+            Mode::Idle | Mode::Live { .. } | Mode::Ephemeral | Mode::ReadOnly => Ok(()),
             Mode::Replay { expected, .. } => match expected.front() {
                 None => Ok(()),
                 Some(next) => Err(format!(
@@ -251,6 +258,16 @@ impl Chokepoint {
                 function: *f,
                 request,
             })),
+            Mode::ReadOnly if f.effect == Effect::LocalRead => Ok(Decision::Perform(Pending {
+                journal: None,
+                function: *f,
+                request,
+            })),
+            Mode::ReadOnly => Err(format!(
+                "{} refused: a read-only call records nothing, and this host call would have \
+                 to be recorded (declare the route without `read_only`)",
+                attempted()
+            )),
             Mode::Idle | Mode::Replay { .. } => Err(format!(
                 "host call {} outside of an invocation cannot be recorded",
                 attempted()

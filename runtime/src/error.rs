@@ -30,6 +30,9 @@ pub enum InvokeError {
     Exited { worker: String, code: i32 },
     #[error("replay diverged from the oplog: {0}")]
     Divergence(String),
+    /// A read-only call changed the worker's state (caught by `check_read_only`).
+    #[error("{0}")]
+    ReadOnlyViolation(String),
     #[error("storage failed: {0}")]
     Storage(String),
     #[error("internal error: {0}")]
@@ -57,6 +60,7 @@ impl InvokeError {
             Self::WorkerNotFound(_) => "worker_not_found",
             Self::Exited { .. } => "worker_exited",
             Self::Divergence(_) => "worker_diverged",
+            Self::ReadOnlyViolation(_) => "read_only_violation",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
             Self::Repeated { code, .. } => code,

@@ -288,6 +288,40 @@ impl Runtime {
                 idempotency_key,
                 latest: component.clone(),
                 export,
+                read_only: false,
+            },
+            reply,
+        );
+        match self.send(&worker, &component, command, false).await? {
+            Some(()) => answer
+                .await
+                .map_err(|_| InvokeError::Internal("worker dropped the invocation".into()))?,
+            None => Err(InvokeError::MailboxFull(worker.to_string())),
+        }
+    }
+
+    /// Calls `function` on the worker to read its state: in the worker's turn, after every call
+    /// queued before it (so it sees their effects), writing nothing to the log and never
+    /// replayed. The export must not change the worker's state (`WorkerLimits::check_read_only`
+    /// verifies it); a host call that would need recording (outgoing HTTP) is refused, clock and
+    /// random reads are answered live.
+    pub async fn read(
+        &self,
+        worker: WorkerId,
+        function: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, InvokeError> {
+        check_worker_name(&worker.name)?;
+        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Invoke(
+            Call {
+                function: function.to_string(),
+                args,
+                idempotency_key: None,
+                latest: component.clone(),
+                export,
+                read_only: true,
             },
             reply,
         );

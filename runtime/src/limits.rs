@@ -120,6 +120,9 @@ pub struct WorkerLimits {
     /// Whether the oplog before a new snapshot is deleted. Off by default: the history is then
     /// kept in full (and idempotency keys of truncated calls can no longer be answered).
     pub truncate_at_snapshot: bool,
+    /// For tests: compare the worker's snapshot (`save-snapshot`) before and after every
+    /// read-only call, and fail a call that changed it. Costs two snapshots per read.
+    pub check_read_only: bool,
 }
 
 impl Default for WorkerLimits {
@@ -131,6 +134,7 @@ impl Default for WorkerLimits {
             active_workers_max: ACTIVE_WORKERS_MAX,
             snapshot_every: SNAPSHOT_EVERY_INVOCATIONS,
             truncate_at_snapshot: false,
+            check_read_only: false,
         }
     }
 }

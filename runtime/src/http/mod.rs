@@ -174,9 +174,11 @@ impl WasiHttpHooks for Durability {
         );
         Box::new(async move {
             let (parts, body) = read_request(request).await?;
+            // Refused before anything was recorded (a read-only call, too many host calls, a
+            // divergence in replay): the guest sees why.
             match chokepoint
                 .decide(&HANDLE, request_value(&parts, &body))
-                .map_err(failed)?
+                .map_err(|why| Error::InternalError(Some(why)))?
             {
                 Decision::Recorded(response) => response_from(&response),
                 Decision::Perform(pending) => {

@@ -38,6 +38,70 @@ pub(super) async fn invoke(
     finish(ctx, worker, &journal, call.idempotency_key.clone(), outcome).await
 }
 
+/// Runs a read-only call: nothing is journaled, nothing waits for the disk. Returns the reply
+/// and whether the in-memory worker may be kept (not after a trap, nor after a read that
+/// changed the state, which dropping the instance undoes: the log never saw it).
+pub(super) async fn read(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    export: &ExportInfo,
+    call: &Call,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    let before = match state_digest(ctx, worker).await {
+        Ok(d) => d,
+        Err(e) => return (Err(e), false),
+    };
+    let guest = worker.guest.as_mut().expect("a read runs on an instance");
+    let chokepoint = guest.store.data().durability.chokepoint.clone();
+    chokepoint.begin_read_only();
+    arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
+    let outcome = guest.call(export, &call.args).await;
+    let _ = chokepoint.finish();
+    let result = match outcome {
+        Ok(result) => result,
+        Err(failure) => {
+            let error = failure.into_error(&ctx.limits, &ctx.id.to_string());
+            tracing::info!(worker = %ctx.id, "a read-only call failed: {error}");
+            return (Err(error), false);
+        }
+    };
+    match state_digest(ctx, worker).await {
+        Ok(after) if after == before => (Ok(result), true),
+        Ok(_) => (
+            Err(InvokeError::ReadOnlyViolation(format!(
+                "`{}` is declared read-only but changed the state of worker {} (the change is \
+                 dropped)",
+                export.name, ctx.id
+            ))),
+            false,
+        ),
+        Err(e) => (Err(e), false),
+    }
+}
+
+/// The worker's state as `save-snapshot` gives it, when `check_read_only` asks for it (and the
+/// component can give it); `None` otherwise. A component's core memories are not reachable
+/// through wasmtime's component API, so the snapshot is the digest of its state.
+async fn state_digest(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+) -> Result<Option<Vec<Value>>, InvokeError> {
+    if !ctx.limits.check_read_only {
+        return Ok(None);
+    }
+    let Some((save, _)) = ctx.component.info.snapshot_exports() else {
+        return Ok(None);
+    };
+    let save = save.clone();
+    let guest = worker.guest.as_mut().expect("a read runs on an instance");
+    arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
+    guest
+        .call(&save, &[])
+        .await
+        .map(Some)
+        .map_err(|f| f.into_error(&ctx.limits, &ctx.id.to_string()))
+}
+
 /// Records how an invocation ended and makes it durable: the reply, and whether the in-memory
 /// worker may be kept. A failure is recorded with its stable code, so that a retry with the
 /// same idempotency key answers as the first call did.

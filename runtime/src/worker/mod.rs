@@ -54,6 +54,8 @@ pub(crate) struct Call {
     pub latest: Arc<LoadedComponent>,
     /// The function resolved in `latest`, with the arguments checked against it.
     pub export: ExportInfo,
+    /// Reads the worker's state: run in its turn, recording nothing (`live::read`).
+    pub read_only: bool,
 }
 
 /// What an operator can do to a worker.
@@ -211,6 +213,17 @@ async fn invoke(
     // Activation first: it may resume an interrupted invocation, which could be the very call
     // this one repeats, and whose outcome the lookup below must then find.
     let w = activated(ctx, worker).await?;
+    if call.read_only {
+        w.life.admit(&ctx.id)?;
+        publish(ctx, Some(w.life.status(true)));
+        let (result, keep) = live::read(ctx, w, &export, &call).await;
+        publish(ctx, Some(w.life.status(false)));
+        if !keep {
+            // A trap, or a read that changed the state: the log still holds the state.
+            *worker = None;
+        }
+        return result;
+    }
     if let Some(key) = &call.idempotency_key
         && let Some(outcome) = live::stored_outcome(ctx, key).await?
     {
