@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
+# Formatting first: it needs no build, so a misformatted tree fails in seconds.
+cargo fmt --all -- --check
 
 # Debian packages: libclang for the FoundationDB bindings (cargo feature `foundationdb`, linted
 # with --all-features, runs bindgen at build time); Python with venv for the OpenAPI validator;
@@ -47,7 +49,6 @@ cargo build --locked -p revenant-cli --features fault-injection
 mkdir -p target/faulty
 cp target/debug/revenant target/faulty/revenant
 
-cargo fmt --all -- --check
 cargo clippy --locked --all-targets --all-features -- -D warnings
 cargo clippy --locked -p revenant-storage --features foundationdb --all-targets -- -D warnings
 cargo test --locked
