@@ -130,7 +130,8 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
 }
 
-pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
+/// Reads and parses the project file (syntax and key names only).
+fn read(path: &Path) -> Result<(String, ConfigFile), Diagnostics> {
     let file_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(
@@ -144,6 +145,11 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     })?;
     let file: ConfigFile = revenant_api_definitions::parse_yaml(&file_name, &text)
         .map_err(|d| Diagnostics(vec![d]))?;
+    Ok((file_name, file))
+}
+
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
+    let (file_name, file) = read(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
 
@@ -401,19 +407,7 @@ pub struct AdminView {
 }
 
 pub fn admin_view(path: &Path) -> Result<AdminView, Diagnostics> {
-    let file_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(
-            Location {
-                file: file_name.clone(),
-                line: 1,
-                column: 1,
-            },
-            format!("cannot read the configuration: {e}"),
-        )])
-    })?;
-    let file: ConfigFile = revenant_api_definitions::parse_yaml(&file_name, &text)
-        .map_err(|d| Diagnostics(vec![d]))?;
+    let (_, file) = read(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     Ok(AdminView {
         data: base.join(

@@ -140,24 +140,17 @@ async fn workers_and_jwks_fetch_over_https_with_the_configured_ca() {
     let http = Http::new();
     let imports = format!("{}/user/t/imports", server.url);
 
-    let (status, body) = http
-        .request(
-            "POST",
-            &imports,
-            Some(json!({"url": format!("https://localhost:{good}/item")})),
-        )
-        .await
-        .unwrap();
+    let import = |port: u16| {
+        let (http, imports) = (http.clone(), imports.clone());
+        async move {
+            let target = json!({"url": format!("https://localhost:{port}/item")});
+            http.request("POST", &imports, Some(target)).await.unwrap()
+        }
+    };
+    let (status, body) = import(good).await;
     assert_eq!((status, body.clone()), (200, json!({"ok": 1})), "{body}");
 
-    let (status, body) = http
-        .request(
-            "POST",
-            &imports,
-            Some(json!({"url": format!("https://localhost:{wrong_name}/item")})),
-        )
-        .await
-        .unwrap();
+    let (status, body) = import(wrong_name).await;
     assert_eq!(status, 502, "{body}");
     let error = body["details"].as_str().unwrap().to_string();
     assert!(

@@ -276,28 +276,8 @@ impl Runtime {
         if let Some(key) = &idempotency_key {
             check_idempotency_key(key)?;
         }
-        check_worker_name(&worker.name)?;
-        // Resolved against the newest version, to refuse a bad call fast; a worker that runs an
-        // older version resolves it again against its own.
-        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
-        let (reply, answer) = oneshot::channel();
-        let command = Command::Invoke(
-            Call {
-                function: function.to_string(),
-                args,
-                idempotency_key,
-                latest: component.clone(),
-                export,
-                read_only: false,
-            },
-            reply,
-        );
-        match self.send(&worker, &component, command, false).await? {
-            Some(()) => answer
-                .await
-                .map_err(|_| InvokeError::Internal("worker dropped the invocation".into()))?,
-            None => Err(InvokeError::MailboxFull(worker.to_string())),
-        }
+        self.call(worker, function, args, idempotency_key, false)
+            .await
     }
 
     /// Calls `function` on the worker to read its state: in the worker's turn, after every call
@@ -311,17 +291,30 @@ impl Runtime {
         function: &str,
         args: Vec<Value>,
     ) -> Result<Vec<Value>, InvokeError> {
+        self.call(worker, function, args, None, true).await
+    }
+
+    async fn call(
+        &self,
+        worker: WorkerId,
+        function: &str,
+        args: Vec<Value>,
+        idempotency_key: Option<String>,
+        read_only: bool,
+    ) -> Result<Vec<Value>, InvokeError> {
         check_worker_name(&worker.name)?;
+        // Resolved against the newest version, to refuse a bad call fast; a worker that runs an
+        // older version resolves it again against its own.
         let (component, export) = self.resolve_call(&worker.component, function, &args)?;
         let (reply, answer) = oneshot::channel();
         let command = Command::Invoke(
             Call {
                 function: function.to_string(),
                 args,
-                idempotency_key: None,
+                idempotency_key,
                 latest: component.clone(),
                 export,
-                read_only: true,
+                read_only,
             },
             reply,
         );

@@ -2,32 +2,16 @@
 //! append, no commit, no sync: the embedded store's own counters say so), are not replayed,
 //! and `check_read_only` catches an export that is declared read-only but changes the state.
 
-use revenant_runtime::{
-    InvokeError, Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits,
-};
+mod support;
+
+use revenant_runtime::{InvokeError, Runtime, Value, WorkerId, WorkerLimits};
 use revenant_storage::embedded::EmbeddedStore;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 fn runtime(store: Arc<EmbeddedStore>, limits: WorkerLimits, cache: &Path) -> Arc<Runtime> {
-    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/guest/user_activity.wasm");
-    assert!(
-        component.exists(),
-        "build the example component first (scripts/test.sh)"
-    );
-    Runtime::new(
-        RuntimeConfig {
-            components: vec![("user-activity".into(), component)],
-            cache_dir: cache.into(),
-            limits,
-            outgoing_http: Default::default(),
-        },
-        store,
-        Arc::new(SystemEnvironment::new()),
-    )
-    .unwrap()
+    support::runtime(store, limits, cache)
 }
 
 fn written(store: &EmbeddedStore) -> (u64, u64, u64) {

@@ -2,35 +2,13 @@
 //! invocations; recovery loads the latest snapshot and replays only what follows, with the
 //! same state as a full replay; with truncation the history before it is gone.
 
-use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits};
+mod support;
+
+use revenant_runtime::{Runtime, Value, WorkerId, WorkerLimits};
 use revenant_storage::memory::MemoryStore;
 use revenant_storage::{OplogEntry, OplogStore};
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn runtime(
-    store: Arc<dyn OplogStore>,
-    limits: WorkerLimits,
-    cache: &std::path::Path,
-) -> Arc<Runtime> {
-    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/guest/user_activity.wasm");
-    assert!(
-        component.exists(),
-        "build the example component first (scripts/test.sh)"
-    );
-    Runtime::new(
-        RuntimeConfig {
-            components: vec![("user-activity".into(), component)],
-            cache_dir: cache.into(),
-            limits,
-            outgoing_http: Default::default(),
-        },
-        store,
-        Arc::new(SystemEnvironment::new()),
-    )
-    .unwrap()
-}
+use support::runtime;
 
 async fn fill(rt: &Runtime, worker: &WorkerId, n: usize) -> Value {
     for i in 0..n {

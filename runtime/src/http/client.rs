@@ -220,8 +220,8 @@ impl Outgoing {
                     match self.client.request(request).await {
                         Ok(response) => return Ok(response),
                         // Refused by the policy: trying again gives the same answer.
-                        Err(e) if cause::<Refusal>(&e).is_some() => {
-                            return Err(cause::<Refusal>(&e).expect("checked").to_string());
+                        Err(ref e) if let Some(refusal) = cause::<Refusal>(e) => {
+                            return Err(refusal.to_string());
                         }
                         // A certificate that does not verify will not verify next time.
                         Err(e) if cause::<rustls::Error>(&e).is_some() => {

@@ -1,0 +1,28 @@
+//! What runtime tests share: a runtime running the demo component on a given store.
+
+#![allow(dead_code)]
+
+use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, WorkerLimits};
+use revenant_storage::OplogStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn runtime(store: Arc<dyn OplogStore>, limits: WorkerLimits, cache: &Path) -> Arc<Runtime> {
+    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/guest/user_activity.wasm");
+    assert!(
+        component.exists(),
+        "build the example component first (scripts/test.sh)"
+    );
+    Runtime::new(
+        RuntimeConfig {
+            components: vec![("user-activity".into(), component)],
+            cache_dir: cache.into(),
+            limits,
+            outgoing_http: Default::default(),
+        },
+        store,
+        Arc::new(SystemEnvironment::new()),
+    )
+    .unwrap()
+}
