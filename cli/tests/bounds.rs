@@ -70,7 +70,7 @@ async fn a_guest_growing_past_its_memory_cap_fails_cleanly_and_keeps_its_state()
     let (status, body) = http.request("POST", &url("grow/64"), None).await.unwrap();
     assert_eq!(
         (status, body["code"].as_str()),
-        (500, Some("memory_limit")),
+        (500, Some("guest_memory_exceeded")),
         "{body}"
     );
     // The failed call was rolled back: the 8 MiB kept before it are still there, and no more.
@@ -105,5 +105,49 @@ async fn a_retry_of_a_timed_out_call_answers_invocation_timeout_again() {
         answers,
         vec![expected.clone(), expected.clone(), expected],
         "the first call, its retry, and its retry after a restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_past_the_recorded_bound_answers_413_and_the_worker_keeps_its_state() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&stress_config(), data.path());
+    let http = Http::new();
+    let url = |server: &Server, path: &str| format!("{}/stress/big/{path}", server.url);
+
+    assert_eq!(
+        http.post(&url(&server, "ping"), json!(null)).await,
+        json!(1)
+    );
+    let (status, body) = http
+        .request("POST", &url(&server, "text/20"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("value_too_large")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("20971") && message.contains("16777216"),
+        "the message names the size and the bound: {message}"
+    );
+    // The worker still answers, with its state: one ping before, none lost.
+    assert_eq!(
+        http.post(&url(&server, "ping"), json!(null)).await,
+        json!(2)
+    );
+    // Within the bound, a large result is answered (and recorded as a digest).
+    let text = http.post(&url(&server, "text/3"), json!(null)).await;
+    assert_eq!(text.as_str().map(str::len), Some(3 * 1024 * 1024));
+
+    // After kill -9 the log replays: the refused call is skipped, the large result checked
+    // against its digest.
+    server.kill9();
+    server = Server::start(&stress_config(), data.path());
+    assert_eq!(
+        http.post(&url(&server, "ping"), json!(null)).await,
+        json!(3)
     );
 }

@@ -40,7 +40,10 @@ pub enum ErrorCode {
     WorkerExited,
     WorkerInterrupted,
     WorkerTrap,
-    MemoryLimit,
+    GuestMemoryExceeded,
+    ValueTooLarge,
+    RecordingFailed,
+    OutcomeTruncated,
     WorkerDiverged,
     ReadOnlyViolation,
     UnknownComponent,
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 42] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -83,7 +86,10 @@ impl ErrorCode {
         Self::WorkerExited,
         Self::WorkerInterrupted,
         Self::WorkerTrap,
-        Self::MemoryLimit,
+        Self::GuestMemoryExceeded,
+        Self::ValueTooLarge,
+        Self::RecordingFailed,
+        Self::OutcomeTruncated,
         Self::WorkerDiverged,
         Self::ReadOnlyViolation,
         Self::UnknownComponent,
@@ -126,7 +132,10 @@ impl ErrorCode {
             Self::WorkerExited => "worker_exited",
             Self::WorkerInterrupted => "worker_interrupted",
             Self::WorkerTrap => "worker_trap",
-            Self::MemoryLimit => "memory_limit",
+            Self::GuestMemoryExceeded => "guest_memory_exceeded",
+            Self::ValueTooLarge => "value_too_large",
+            Self::RecordingFailed => "recording_failed",
+            Self::OutcomeTruncated => "outcome_truncated",
             Self::WorkerDiverged => "worker_diverged",
             Self::ReadOnlyViolation => "read_only_violation",
             Self::UnknownComponent => "unknown_component",
@@ -157,7 +166,7 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge | Self::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MailboxFull => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyComponents
@@ -168,13 +177,14 @@ impl ErrorCode {
             Self::BadResponseStatus
             | Self::ExportError
             | Self::WorkerTrap
-            | Self::MemoryLimit
+            | Self::GuestMemoryExceeded
+            | Self::RecordingFailed
             | Self::WorkerDiverged
             | Self::ReadOnlyViolation
             | Self::UnknownComponent
             | Self::UnknownFunction
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::WorkerExited => StatusCode::GONE,
+            Self::WorkerExited | Self::OutcomeTruncated => StatusCode::GONE,
             Self::StorageUnavailable | Self::TooManyWorkers => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -266,7 +276,10 @@ impl From<InvokeError> for ApiError {
             InvokeError::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
             InvokeError::Exited { .. } => ErrorCode::WorkerExited,
             InvokeError::Trap(_) => ErrorCode::WorkerTrap,
-            InvokeError::MemoryLimit(_) => ErrorCode::MemoryLimit,
+            InvokeError::MemoryLimit(_) => ErrorCode::GuestMemoryExceeded,
+            InvokeError::ValueTooLarge(_) => ErrorCode::ValueTooLarge,
+            InvokeError::RecordingFailed(_) => ErrorCode::RecordingFailed,
+            InvokeError::OutcomeTruncated(_) => ErrorCode::OutcomeTruncated,
             InvokeError::Divergence(_) => ErrorCode::WorkerDiverged,
             InvokeError::ReadOnlyViolation(_) => ErrorCode::ReadOnlyViolation,
             InvokeError::Internal(_) => ErrorCode::Internal,
@@ -349,6 +362,9 @@ mod tests {
             InvokeError::Trap("t".into()),
             InvokeError::Timeout(Duration::from_secs(1)),
             InvokeError::MemoryLimit(1),
+            InvokeError::ValueTooLarge("v".into()),
+            InvokeError::RecordingFailed("r".into()),
+            InvokeError::OutcomeTruncated("o".into()),
             InvokeError::Interrupted("w".into()),
             InvokeError::WorkerNotFound("w".into()),
             InvokeError::Exited {

@@ -1,7 +1,6 @@
 //! A reply is never sent before the invocation's entries are durable: with a store that
 //! withholds durability until the test releases it, the HTTP response must wait.
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -9,64 +8,13 @@ use hyper_util::rt::TokioExecutor;
 use revenant_api_definitions::{ApiSpec, RouteSpec, parse_yaml};
 use revenant_gateway::{Gateway, serve};
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, WorkerId};
+use revenant_storage::OplogStore;
+use revenant_storage::intercept::Intercepted;
 use revenant_storage::memory::MemoryStore;
-use revenant_storage::{Append, OplogStore, SequencedEntry, StorageError, WorkerMetadata};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
-
-/// Passes appends to an in-memory store, but only after the test adds a permit to `gate`;
-/// reports each append as it arrives.
-struct WithheldDurability {
-    inner: MemoryStore,
-    arrived: mpsc::UnboundedSender<usize>,
-    gate: Semaphore,
-}
-
-#[async_trait]
-impl OplogStore for WithheldDurability {
-    async fn append(&self, append: Append) -> Result<(), StorageError> {
-        let _ = self.arrived.send(append.entries.len());
-        self.gate.acquire().await.expect("gate open").forget();
-        self.inner.append(append).await
-    }
-    async fn read(
-        &self,
-        w: &WorkerId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<SequencedEntry>, StorageError> {
-        self.inner.read(w, from, limit).await
-    }
-    async fn metadata(&self, w: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
-        self.inner.metadata(w).await
-    }
-    async fn truncate_before(&self, w: &WorkerId, seq: u64) -> Result<(), StorageError> {
-        self.inner.truncate_before(w, seq).await
-    }
-    async fn list_workers(
-        &self,
-        component: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
-        self.inner.list_workers(component, after, limit).await
-    }
-    async fn delete_worker(&self, w: &WorkerId) -> Result<(), StorageError> {
-        self.inner.delete_worker(w).await
-    }
-    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
-        self.inner.in_flight_workers().await
-    }
-    async fn idempotent_outcome(
-        &self,
-        w: &WorkerId,
-        key: &str,
-    ) -> Result<Option<u64>, StorageError> {
-        self.inner.idempotent_outcome(w, key).await
-    }
-}
 
 #[derive(serde::Deserialize)]
 struct Project {
@@ -101,11 +49,18 @@ async fn the_reply_waits_until_the_entries_are_durable() {
             .unwrap();
 
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
-    let store = Arc::new(WithheldDurability {
-        inner: MemoryStore::default(),
-        arrived: arrived_tx,
-        gate: Semaphore::new(0),
-    });
+    // Appends reach the store only once the test adds a permit to `gate`; each is reported
+    // as it arrives.
+    let gate = Arc::new(Semaphore::new(0));
+    let hook_gate = gate.clone();
+    let store = Arc::new(Intercepted::new(MemoryStore::default(), move |append| {
+        let _ = arrived_tx.send(append.entries.len());
+        let gate = hook_gate.clone();
+        Box::pin(async move {
+            gate.acquire().await.expect("gate open").forget();
+            Ok(())
+        })
+    }));
     let cache = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(
         RuntimeConfig {
@@ -148,20 +103,20 @@ async fn the_reply_waits_until_the_entries_are_durable() {
     );
     assert!(
         store
-            .inner
+            .inner()
             .read(&WorkerId::new("user-activity", "user-7"), 1, 100)
             .await
             .unwrap()
             .is_empty()
     );
 
-    store.gate.add_permits(1);
+    gate.add_permits(1);
     let response = reply.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"1");
     let log = store
-        .inner
+        .inner()
         .read(&WorkerId::new("user-activity", "user-7"), 1, 100)
         .await
         .unwrap();

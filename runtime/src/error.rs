@@ -20,8 +20,24 @@ pub enum InvokeError {
     Trap(String),
     #[error("the invocation ran past its deadline of {0:?} and was interrupted")]
     Timeout(std::time::Duration),
-    #[error("the worker exceeded its memory limit of {0} bytes")]
+    #[error(
+        "the worker's guest memory exceeded its cap of {} MiB (limits.guest_memory_mb); the \
+         call's changes are dropped and the worker keeps its state",
+        .0 / (1024 * 1024)
+    )]
     MemoryLimit(usize),
+    /// A value the call would have to record (its arguments, its result, an outgoing HTTP
+    /// response) is past `VALUE_BYTES_MAX`: a client error, and the worker keeps its state.
+    #[error("{0}")]
+    ValueTooLarge(String),
+    /// The store refused to record the call's outcome although it is reachable: the call was
+    /// recorded as failed instead, and the worker keeps its state.
+    #[error("{0}")]
+    RecordingFailed(String),
+    /// A call repeated with an idempotency key whose outcome was removed with the log before a
+    /// snapshot (`truncate_oplog_at_snapshot`): it is not run again, and its result is gone.
+    #[error("{0}")]
+    OutcomeTruncated(String),
     #[error("worker {0} is interrupted; resume it to call it again")]
     Interrupted(String),
     #[error("worker {0} does not exist")]
@@ -55,7 +71,10 @@ impl InvokeError {
             Self::TooManyWorkers(_) => "too_many_workers",
             Self::Trap(_) => "worker_trap",
             Self::Timeout(_) => "invocation_timeout",
-            Self::MemoryLimit(_) => "memory_limit",
+            Self::MemoryLimit(_) => "guest_memory_exceeded",
+            Self::ValueTooLarge(_) => "value_too_large",
+            Self::RecordingFailed(_) => "recording_failed",
+            Self::OutcomeTruncated(_) => "outcome_truncated",
             Self::Interrupted(_) => "worker_interrupted",
             Self::WorkerNotFound(_) => "worker_not_found",
             Self::Exited { .. } => "worker_exited",
@@ -70,10 +89,12 @@ impl InvokeError {
 
 /// The codes a failed call can be recorded with: those of the failures an invocation can end
 /// in once it has started.
-const RECORDED_CODES: [&str; 8] = [
+const RECORDED_CODES: [&str; 10] = [
     "worker_trap",
     "invocation_timeout",
-    "memory_limit",
+    "guest_memory_exceeded",
+    "value_too_large",
+    "recording_failed",
     "worker_interrupted",
     "worker_exited",
     "worker_diverged",
@@ -84,6 +105,10 @@ const RECORDED_CODES: [&str; 8] = [
 /// The code a stored failure was recorded with, as one of this build's codes (an unknown one,
 /// from a newer build, reads as `worker_trap`).
 pub(crate) fn recorded_code(code: &str) -> &'static str {
+    // Recorded before the code said which memory.
+    if code == "memory_limit" {
+        return "guest_memory_exceeded";
+    }
     RECORDED_CODES
         .iter()
         .find(|c| **c == code)

@@ -21,7 +21,10 @@ struct State {
     unflushed: Vec<OplogEntry>,
     /// Whether the worker is marked in flight in the store (and must be unmarked at the end).
     marked_in_flight: bool,
-    failed: Option<String>,
+    failed: Option<Failure>,
+    /// The invocation's start (and a new worker's creation) from an append that failed: what
+    /// [`Journal::abandon`] writes again before the failure it records.
+    refused_start: Vec<OplogEntry>,
     /// The worker's latest snapshot, and where in `unflushed` a new one starts.
     snapshot_index: u64,
     new_snapshot_at: Option<usize>,
@@ -45,6 +48,7 @@ impl Journal {
                 unflushed: Vec::new(),
                 marked_in_flight,
                 failed: None,
+                refused_start: Vec::new(),
                 snapshot_index,
                 new_snapshot_at: None,
             }),
@@ -77,8 +81,33 @@ impl Journal {
     }
 
     /// Why a flush failed, if one did: the worker's memory then holds state its log lacks.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Failure> {
         self.state.lock().expect("journal lock").failed.clone()
+    }
+
+    /// Whether the worker is marked in flight: something of the invocation reached the world.
+    pub fn in_flight(&self) -> bool {
+        self.state.lock().expect("journal lock").marked_in_flight
+    }
+
+    /// After a failed flush: drops everything the invocation recorded since it started, and
+    /// makes durable its start with `ending` (its failure) instead, closing it. The store's own
+    /// checks make this safe if the failed append did commit after all: this one, at the same
+    /// position with other entries, is then refused.
+    pub async fn abandon(
+        &self,
+        ending: Vec<OplogEntry>,
+        idempotency_key: Option<String>,
+    ) -> Result<(), StorageError> {
+        {
+            let mut state = self.state.lock().expect("journal lock");
+            let mut entries = std::mem::take(&mut state.refused_start);
+            entries.extend(ending);
+            state.unflushed = entries;
+            state.failed = None;
+            state.new_snapshot_at = None;
+        }
+        self.flush(false, idempotency_key).await
     }
 
     /// Makes everything recorded durable. `open` says whether the invocation stays open after
@@ -89,10 +118,10 @@ impl Journal {
         idempotency_key: Option<String>,
     ) -> Result<(), StorageError> {
         let _order = self.flushing.lock().await;
-        let append = {
+        let (append, start, snapshot_index) = {
             let mut state = self.state.lock().expect("journal lock");
             if let Some(f) = &state.failed {
-                return Err(StorageError::Engine(f.clone()));
+                return Err(StorageError::Engine(f.message.clone()));
             }
             if state.unflushed.is_empty() {
                 return Ok(());
@@ -103,18 +132,28 @@ impl Journal {
                 .zip(first..)
                 .map(|(entry, seq)| SequencedEntry { seq, entry })
                 .collect();
-            state.next_seq += entries.len() as u64;
-            let last_index = state.next_seq - 1;
-            if let Some(offset) = state.new_snapshot_at.take() {
-                state.snapshot_index = first + offset as u64;
-            }
+            let last_index = first + entries.len() as u64 - 1;
+            let snapshot_index = match state.new_snapshot_at {
+                Some(offset) => first + offset as u64,
+                None => state.snapshot_index,
+            };
+            // Kept until the append succeeds, for `abandon`: small, and only the start.
+            let start: Vec<OplogEntry> = entries
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.entry,
+                        OplogEntry::Create { .. } | OplogEntry::InvocationStarted { .. }
+                    )
+                })
+                .map(|e| e.entry.clone())
+                .collect();
             let in_flight = match (open, state.marked_in_flight) {
                 (true, false) => Some(true),
                 (false, true) => Some(false),
                 _ => None,
             };
-            state.marked_in_flight = open;
-            Append {
+            let append = Append {
                 worker: self.worker.clone(),
                 // One node owning its store: no lease to check yet (the cluster issue adds it).
                 fence: None,
@@ -122,14 +161,39 @@ impl Journal {
                 metadata: WorkerMetadata {
                     component_hash: self.component_hash.clone(),
                     last_index,
-                    snapshot_index: state.snapshot_index,
+                    snapshot_index,
                 },
                 idempotency: idempotency_key.map(|k| (k, last_index)),
                 in_flight,
-            }
+            };
+            (append, start, snapshot_index)
         };
-        self.oplog.append(append).await.inspect_err(|e| {
-            self.state.lock().expect("journal lock").failed = Some(e.to_string());
-        })
+        let last_index = append.metadata.last_index;
+        let outcome = self.oplog.append(append).await;
+        let mut state = self.state.lock().expect("journal lock");
+        match &outcome {
+            Ok(()) => {
+                state.next_seq = last_index + 1;
+                state.snapshot_index = snapshot_index;
+                state.new_snapshot_at = None;
+                state.marked_in_flight = open;
+            }
+            Err(e) => {
+                state.failed = Some(Failure {
+                    message: e.to_string(),
+                    too_large: matches!(e, StorageError::EntryTooLarge { .. }),
+                });
+                state.refused_start = start;
+            }
+        }
+        outcome
     }
+}
+
+/// Why a flush failed.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub message: String,
+    /// The store refused an entry for its size: trying again cannot help.
+    pub too_large: bool,
 }

@@ -31,6 +31,16 @@ pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
 pub use worker::Control;
 
+/// A worker's durable log, as the admin API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogInfo {
+    pub last_index: u64,
+    /// First entry of the latest snapshot; 0 if there is none.
+    pub snapshot_index: u64,
+    /// Bytes the store holds for the log (`OplogStore::log_bytes`).
+    pub bytes: u64,
+}
+
 /// Where a worker is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerStatus {
@@ -417,6 +427,19 @@ impl Runtime {
         Ok(Some(self.stored_status(worker, metadata.last_index).await?))
     }
 
+    /// Where a worker's durable log stands and what it costs the store, or `None` if the worker
+    /// was never created.
+    pub async fn log(&self, worker: &WorkerId) -> Result<Option<LogInfo>, InvokeError> {
+        let Some(metadata) = self.oplog.metadata(worker).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LogInfo {
+            last_index: metadata.last_index,
+            snapshot_index: metadata.snapshot_index,
+            bytes: self.oplog.log_bytes(worker).await?,
+        }))
+    }
+
     /// The status of a worker in memory (not one deleted and leaving).
     fn resident_status(&self, worker: &WorkerId) -> Option<WorkerStatus> {
         *self
@@ -559,6 +582,14 @@ pub(crate) fn resolve_export(
     }
     for ((name, ty), value) in params.iter().zip(args) {
         ty.check(value, name).map_err(InvokeError::BadArguments)?;
+    }
+    let bytes = revenant_storage::oplog::encoded_len(args);
+    if bytes > revenant_storage::limits::VALUE_BYTES_MAX {
+        return Err(InvokeError::ValueTooLarge(format!(
+            "the arguments of `{}` are {bytes} bytes, past the {} bytes a call may record",
+            export.name,
+            revenant_storage::limits::VALUE_BYTES_MAX
+        )));
     }
     Ok(export.clone())
 }

@@ -12,8 +12,11 @@ pub const MAILBOX_DEPTH: usize = 128;
 /// (NOTES-wasmtime.md); stay well below. Past it the least recently used idle worker is evicted.
 pub const ACTIVE_WORKERS_MAX: usize = 8_000;
 
-/// Default linear memory one guest may grow to.
-pub const GUEST_MEMORY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Default linear memory one guest may grow to. A worker may keep and return a value of up to
+/// `VALUE_BYTES_MAX` (16 MiB); building and returning it takes several times that in the
+/// guest (the state, the result being built, the allocator's growth), so 256 MiB. Memory is
+/// committed as the guest touches it: the cap costs nothing until used.
+pub const GUEST_MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Table elements one guest may grow to.
 pub const GUEST_TABLE_ELEMENTS_MAX: usize = 100_000;
@@ -48,10 +51,19 @@ pub const EPHEMERAL_CALLS_MAX: usize = 256;
 /// entry, which must stay under the storage entry limit.
 pub const RANDOM_BYTES_MAX: u64 = 16 * 1024;
 
-/// Largest outgoing request body and response body: each is recorded whole in one oplog entry,
-/// which must stay under the storage entry limit (90,000 bytes). Larger bodies need chunked
-/// records (not yet built): they are refused.
-pub const HTTP_BODY_BYTES_MAX: usize = 60 * 1024;
+/// Largest outgoing response the log records: its status, headers and body counted together
+/// (as they are recorded in one entry), at the storage bound on one value. Past it the request
+/// fails, recorded, and the guest sees why. A response is held in memory while it is read, so
+/// `HTTP_REQUESTS_MAX` of these bound the memory outgoing HTTP may take.
+pub const HTTP_RESPONSE_BYTES_MAX: usize = revenant_storage::limits::VALUE_BYTES_MAX;
+
+/// Largest outgoing request body. Only its SHA-256 is recorded, but it is held in memory
+/// until sent.
+pub const HTTP_REQUEST_BODY_BYTES_MAX: usize = revenant_storage::limits::VALUE_BYTES_MAX;
+
+/// Largest outgoing request head (method, URL, headers), which is recorded whole; the usual
+/// server limit on request headers (hyper's, nginx's) is of this order.
+pub const HTTP_REQUEST_HEAD_BYTES_MAX: usize = 64 * 1024;
 
 /// Default time an outgoing HTTP request may take, connection to last byte. The invocation
 /// deadline counts guest execution only, so a request that never answers is bounded here.

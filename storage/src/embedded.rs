@@ -12,10 +12,12 @@ use crate::kv::{
     key_after, run_transaction,
 };
 use crate::layout::append::AppendCheck;
-use crate::layout::rows::{Rows, append_rows, decode_metadata, decode_row, decode_seq};
+use crate::layout::rows::{
+    Row, Rows, append_rows, assemble_row, decode_metadata, decode_row, decode_seq, row_bytes,
+};
 use crate::limits::{
-    APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_ENTRIES_MAX, KV_COMMIT_HISTORY_MAX,
-    KV_TRANSACTION_DURATION_MAX, READ_PAGE_ENTRIES_MAX,
+    APPEND_QUEUE_BYTES_MAX, APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_ENTRIES_MAX,
+    KV_COMMIT_HISTORY_MAX, KV_TRANSACTION_DURATION_MAX, READ_PAGE_BYTES_MAX, READ_PAGE_ENTRIES_MAX,
 };
 use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys};
 use async_trait::async_trait;
@@ -44,6 +46,8 @@ enum Pending {
         rows: Rows,
         check: AppendCheck,
         done: oneshot::Sender<Result<(), KvError>>,
+        /// The append's share of `APPEND_QUEUE_BYTES_MAX`, returned once it is answered.
+        _queued: tokio::sync::OwnedSemaphorePermit,
     },
     Transaction {
         buffer: TxBuffer,
@@ -90,6 +94,8 @@ pub struct EmbeddedStore {
     keyspace: Keyspace,
     visible: Arc<Mutex<Visible>>,
     queue: mpsc::Sender<Pending>,
+    /// Bytes of appends queued, in KiB (`APPEND_QUEUE_BYTES_MAX`).
+    queued_kib: Arc<tokio::sync::Semaphore>,
     stats: Arc<CommitStats>,
     committer: Option<std::thread::JoinHandle<()>>,
 }
@@ -124,6 +130,7 @@ impl EmbeddedStore {
             keyspace,
             visible,
             queue,
+            queued_kib: Arc::new(tokio::sync::Semaphore::new(APPEND_QUEUE_BYTES_MAX / 1024)),
             stats,
             committer: Some(committer),
         })
@@ -375,10 +382,26 @@ impl Committer {
 impl OplogStore for EmbeddedStore {
     async fn append(&self, append: Append) -> Result<(), StorageError> {
         let rows = append_rows(&append)?;
-        let check = AppendCheck::of(&append, &rows);
-        self.submit(|done| Pending::Append { rows, check, done })
+        let check = AppendCheck::of(&append, &rows.rows);
+        // One fjall batch holds an append whatever its size: its chunks and the rows that point
+        // at them become durable together, so no chunk is ever left behind here.
+        let kib = (rows.bytes() / 1024 + 1).min(APPEND_QUEUE_BYTES_MAX / 1024) as u32;
+        let queued = self
+            .queued_kib
+            .clone()
+            .acquire_many_owned(kib)
             .await
-            .map_err(StorageError::from)
+            .map_err(|_| StorageError::Closed)?;
+        let mut all = rows.chunks;
+        all.extend(rows.rows);
+        self.submit(|done| Pending::Append {
+            rows: all,
+            check,
+            done,
+            _queued: queued,
+        })
+        .await
+        .map_err(StorageError::from)
     }
 
     async fn read(
@@ -393,9 +416,30 @@ impl OplogStore for EmbeddedStore {
         tokio::task::spawn_blocking(move || {
             let (start, end) = keys::oplog_range_from(&worker, from);
             let mut out = Vec::new();
+            let mut bytes = 0;
             for item in keyspace.range(start..end).take(limit) {
                 let (key, value) = item.into_inner().map_err(StorageError::engine)?;
-                out.push(decode_row(&worker, &key, &value)?);
+                let row = decode_row(&worker, &key, &value)?;
+                bytes += row_bytes(&row, &value);
+                if bytes > READ_PAGE_BYTES_MAX && !out.is_empty() {
+                    break;
+                }
+                out.push(match row {
+                    Row::Entry(e) => e,
+                    Row::Chunked(seq, reference) => {
+                        let (b, e) = keys::entry_chunks(&worker, seq);
+                        let chunks = keyspace
+                            .range(b..e)
+                            .take(reference.chunks as usize)
+                            .map(|g| {
+                                g.into_inner()
+                                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                                    .map_err(StorageError::engine)
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        assemble_row(&worker, seq, &reference, chunks)?
+                    }
+                });
             }
             debug_assert!(out.windows(2).all(|w| w[1].seq == w[0].seq + 1));
             Ok(out)
@@ -410,6 +454,10 @@ impl OplogStore for EmbeddedStore {
 
     async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
         crate::kv_oplog::in_flight_workers(self).await
+    }
+
+    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError> {
+        crate::kv_oplog::log_bytes(self, worker).await
     }
 
     async fn list_workers(

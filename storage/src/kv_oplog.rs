@@ -1,10 +1,21 @@
 //! The `OplogStore` written once over the KV interface: one small transaction per append (what
 //! FoundationDB wants: many in parallel), snapshot range reads in pages for replay.
+//!
+//! An append whose large entries make it bigger than `APPEND_ONE_TRANSACTION_BYTES_MAX` is
+//! written in steps: its chunks first, in transactions of their own, then the rows in the one
+//! transaction that checks the append and makes it visible. A crash between the two leaves
+//! chunks that no row points at; they lie at or past the worker's next sequence number, where
+//! the worker's next append clears them (`docs/storage.md`, "Large entries").
 
 use crate::kv::{KvStore, Transaction, snapshot_range};
 use crate::layout::append::AppendCheck;
-use crate::layout::rows::{append_rows, decode_metadata, decode_row, decode_seq};
-use crate::limits::READ_PAGE_ENTRIES_MAX;
+use crate::layout::rows::{
+    AppendRows, Row, append_rows, assemble_row, decode_metadata, decode_row, decode_seq, row_bytes,
+};
+use crate::limits::{
+    APPEND_ONE_TRANSACTION_BYTES_MAX, BLOB_CHUNKS_PER_TRANSACTION, KV_RANGE_ROWS_MAX,
+    READ_PAGE_BYTES_MAX, READ_PAGE_ENTRIES_MAX,
+};
 use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -23,19 +34,103 @@ impl<K: KvStore> KvOplog<K> {
     }
 }
 
+impl<K: KvStore> KvOplog<K> {
+    /// Writes the chunks of an append too large for one transaction, ahead of its rows. The
+    /// first step clears chunks left at or past the append's first entry by an attempt that
+    /// never committed, unless the append itself already committed (then there is nothing to
+    /// do). Each step checks the fence, so a node that lost its lease cannot overwrite chunks
+    /// of the node that took it over.
+    ///
+    /// Public for tests, which stop here to play a crash between the chunks and the rows.
+    #[doc(hidden)]
+    pub async fn stage_chunks(&self, append: &Append) -> Result<(), StorageError> {
+        let rows = append_rows(append)?;
+        self.write_chunks(&rows, &AppendCheck::of(append, &rows.rows))
+            .await
+    }
+
+    async fn write_chunks(
+        &self,
+        rows: &AppendRows,
+        check: &AppendCheck,
+    ) -> Result<(), StorageError> {
+        let chunks = Arc::new(rows.chunks.clone());
+        let check = Arc::new(check.clone());
+        for (step, first) in (0..chunks.len())
+            .step_by(BLOB_CHUNKS_PER_TRANSACTION)
+            .enumerate()
+        {
+            let committed = self
+                .kv
+                .transact(|tx, _| {
+                    let (chunks, check) = (chunks.clone(), check.clone());
+                    async move {
+                        check.fence_in(&tx).await?;
+                        if step == 0 {
+                            if check.committed_in(&tx).await? {
+                                return Ok(true);
+                            }
+                            let (b, e) = keys::chunks_from(&check.worker, check.first_seq);
+                            tx.clear_range(&b, &e);
+                        }
+                        let last = (first + BLOB_CHUNKS_PER_TRANSACTION).min(chunks.len());
+                        for (k, v) in &chunks[first..last] {
+                            tx.set(k, v);
+                        }
+                        Ok(false)
+                    }
+                })
+                .await?;
+            if committed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunks of entry `seq` and the entry they make up.
+    async fn assemble(
+        &self,
+        worker: &WorkerId,
+        seq: u64,
+        reference: &crate::oplog::ChunkedRef,
+    ) -> Result<SequencedEntry, StorageError> {
+        let (b, e) = keys::entry_chunks(worker, seq);
+        let limit = (reference.chunks as usize).clamp(1, KV_RANGE_ROWS_MAX);
+        let rows = snapshot_range(&self.kv, &b, &e, limit).await?;
+        assemble_row(worker, seq, reference, rows)
+    }
+}
+
 #[async_trait]
 impl<K: KvStore> OplogStore for KvOplog<K> {
     async fn append(&self, append: Append) -> Result<(), StorageError> {
-        let rows = Arc::new(append_rows(&append)?);
-        let check = Arc::new(AppendCheck::of(&append, &rows));
+        let rows = append_rows(&append)?;
+        let check = Arc::new(AppendCheck::of(&append, &rows.rows));
+        // Small appends (nearly all) are one transaction: chunks and rows together.
+        let staged = !rows.chunks.is_empty() && rows.bytes() > APPEND_ONE_TRANSACTION_BYTES_MAX;
+        if staged {
+            self.write_chunks(&rows, &check).await?;
+        }
+        let (garbage_from, garbage_end) = keys::chunks_from(&append.worker, check.first_seq);
+        let rows = Arc::new(rows);
         self.kv
             .transact(|tx, _maybe_committed| {
                 let (rows, check) = (rows.clone(), check.clone());
+                let (garbage_from, garbage_end) = (garbage_from.clone(), garbage_end.clone());
                 async move {
                     // Whether or not an earlier attempt may have committed, the check below finds
                     // out from the store itself.
                     if check.decide_in(&tx).await? {
-                        for (k, v) in rows.iter() {
+                        if !staged {
+                            // Chunks past the log are left by an append that never committed:
+                            // nothing points at them (a range clear is one mutation).
+                            tx.clear_range(&garbage_from, &garbage_end);
+                            for (k, v) in &rows.chunks {
+                                tx.set(k, v);
+                            }
+                        }
+                        for (k, v) in &rows.rows {
                             tx.set(k, v);
                         }
                     }
@@ -56,7 +151,24 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         let limit = limit.clamp(1, READ_PAGE_ENTRIES_MAX);
         // Replay reads history that no longer changes: snapshot reads add no conflicts.
         let rows = snapshot_range(&self.kv, &start, &end, limit).await?;
-        rows.iter().map(|(k, v)| decode_row(worker, k, v)).collect()
+        let mut out = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        for (k, v) in &rows {
+            let row = decode_row(worker, k, v)?;
+            bytes += row_bytes(&row, v);
+            if bytes > READ_PAGE_BYTES_MAX && !out.is_empty() {
+                break;
+            }
+            out.push(match row {
+                Row::Entry(e) => e,
+                Row::Chunked(seq, reference) => self.assemble(worker, seq, &reference).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError> {
+        log_bytes(&self.kv, worker).await
     }
 
     async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
@@ -109,24 +221,50 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
     }
 }
 
-/// Clears a worker's entries before `seq`, over any KV store. A range clear is one small
-/// mutation however many entries it covers.
+/// Clears a worker's entries before `seq`, and their chunks, over any KV store. A range clear
+/// is one small mutation however many entries it covers.
 pub(crate) async fn truncate_before<K: KvStore>(
     kv: &K,
     worker: &WorkerId,
     seq: u64,
 ) -> Result<(), StorageError> {
-    let begin = keys::oplog_entry(worker, 0);
-    let end = keys::oplog_entry(worker, seq);
+    let ranges = [
+        (keys::oplog_entry(worker, 0), keys::oplog_entry(worker, seq)),
+        keys::chunks_before(worker, seq),
+    ];
     kv.transact(|tx, _| {
-        let (begin, end) = (begin.clone(), end.clone());
+        let ranges = ranges.clone();
         async move {
-            tx.clear_range(&begin, &end);
+            for (b, e) in &ranges {
+                tx.clear_range(b, e);
+            }
             Ok(())
         }
     })
     .await?;
     Ok(())
+}
+
+/// Bytes the store holds for a worker's log (keys and values of its entries and chunks), over
+/// any KV store, read in pages.
+pub(crate) async fn log_bytes<K: KvStore>(kv: &K, worker: &WorkerId) -> Result<u64, StorageError> {
+    let mut total = 0u64;
+    for tag in [
+        crate::layout::Family::Oplog.tag(),
+        crate::layout::Family::EntryChunk.tag(),
+    ] {
+        let (mut from, end) = keys::worker_family_range(tag, worker);
+        loop {
+            let page = snapshot_range(kv, &from, &end, KV_RANGE_ROWS_MAX).await?;
+            let Some((last, _)) = page.last() else { break };
+            from = crate::kv::key_after(last);
+            total += page
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
+        }
+    }
+    Ok(total)
 }
 
 /// Workers whose in-flight marker is set, over any KV store, read in pages.
@@ -172,8 +310,9 @@ pub(crate) async fn delete_worker<K: KvStore>(
     worker: &WorkerId,
 ) -> Result<(), StorageError> {
     let ranges = [
-        keys::worker_family_range("l", worker),
-        keys::worker_family_range("i", worker),
+        keys::worker_family_range(crate::layout::Family::Oplog.tag(), worker),
+        keys::worker_family_range(crate::layout::Family::EntryChunk.tag(), worker),
+        keys::worker_family_range(crate::layout::Family::Idempotency.tag(), worker),
     ];
     let points = [keys::worker_metadata(worker), keys::in_flight(worker)];
     kv.transact(|tx, _| {

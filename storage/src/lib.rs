@@ -11,6 +11,7 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
+pub mod intercept;
 pub mod kv;
 pub mod kv_oplog;
 pub mod layout;
@@ -141,6 +142,10 @@ pub trait OplogStore: Send + Sync + 'static {
     /// Removes the worker's entries before `seq` (those a snapshot made unnecessary). The
     /// metadata, and so the last index, are unchanged.
     async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError>;
+
+    /// Bytes the store holds for the worker's log: the keys and values of its entries and of
+    /// the chunks of its large entries, as written (what a call costs the log).
+    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError>;
 }
 
 /// Checks the invariants every backend relies on before it writes: a non-empty run of

@@ -1,8 +1,35 @@
 //! Every bound `storage` enforces, with its reason. Nothing in this crate is unbounded.
 
-/// Largest encoded oplog entry. FoundationDB refuses values over 100 KB; every backend keeps the
-/// same limit so a log written on one can move to another. Larger payloads must be chunked.
-pub const ENTRY_BYTES_MAX: usize = 90_000;
+/// Largest value one oplog entry records: an invocation's arguments, its result, one outgoing
+/// HTTP response (headers and body together). Users keep state of this size per worker (a list
+/// of tens of thousands of items), so a read of it must be recordable; larger values are refused
+/// with an error naming this bound (`value_too_large`), never truncated.
+pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Largest encoded oplog entry: one value at its bound, plus the entry's other fields (a host
+/// call's request, function names, an idempotency key) with room to spare.
+pub const ENTRY_BYTES_MAX: usize = VALUE_BYTES_MAX + 1024 * 1024;
+
+/// Largest entry stored inline in its row. FoundationDB refuses values over 100 KB, and every
+/// backend keeps the same rows so a log written on one can move to another: a larger entry is
+/// split into chunks (`docs/storage.md`, "Large entries").
+pub const ENTRY_INLINE_BYTES_MAX: usize = 90_000;
+
+/// Bytes per chunk of a large entry: the blob chunk size, under FoundationDB's 100 KB value limit.
+pub const ENTRY_CHUNK_BYTES: usize = BLOB_CHUNK_BYTES;
+
+/// Largest append (its rows and chunks) a KV backend writes in one transaction. A larger one
+/// writes its chunks first, in transactions of `BLOB_CHUNKS_PER_TRANSACTION` chunks, then the
+/// rows that make them visible: FoundationDB refuses transactions over 10 MB and advises 1 MB.
+pub const APPEND_ONE_TRANSACTION_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most bytes of entries one `read` returns (at least one entry, whatever its size): a replay
+/// of a log of large entries holds this much at a time, not the whole log.
+pub const READ_PAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Bytes of appends waiting for the embedded store's committer. `APPEND_QUEUE_DEPTH` bounds
+/// their number; with entries up to `ENTRY_BYTES_MAX` it does not bound their memory.
+pub const APPEND_QUEUE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Most entries in one group commit. The notes measured fjall at its best with batches of about
 /// a thousand; larger batches only delay the first waiter.

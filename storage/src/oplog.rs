@@ -3,8 +3,12 @@
 //! An encoded entry is `[format version: u8][crc32 of payload: u32 LE][payload]`, the payload
 //! being the entry in postcard's stable wire format. The version byte selects the decoder; the
 //! checksum turns silent corruption into a loud error. `docs/oplog-format.md` is the reference.
+//!
+//! An entry longer than `ENTRY_INLINE_BYTES_MAX` is stored as chunks of its encoding, and its
+//! row holds a [`ChunkedRef`] instead: `[2][crc32 of the whole encoding: u32 LE][length: u32
+//! LE][chunks: u32 LE]`. Version byte 2 marks such a row; the entry inside is still version 1.
 
-use crate::limits::ENTRY_BYTES_MAX;
+use crate::limits::{ENTRY_BYTES_MAX, ENTRY_CHUNK_BYTES, ENTRY_INLINE_BYTES_MAX};
 use crate::{StorageError, Value};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +74,25 @@ pub enum OplogEntry {
         code: String,
         error: String,
     },
+    /// The invocation in progress returned, and it had no idempotency key: nobody can ask for
+    /// its result again, so only the result's SHA-256 (over its postcard encoding, as
+    /// [`result_digest`] computes it) and length are kept, enough for replay to detect a guest
+    /// that now returns something else. A `GET` of a large list costs the log this, not the list.
+    InvocationCompletedDigest { sha256: [u8; 32], bytes: u64 },
+}
+
+/// The SHA-256 and length of a result's postcard encoding, as `InvocationCompletedDigest`
+/// records them.
+pub fn result_digest(result: &[Value]) -> ([u8; 32], u64) {
+    use sha2::Digest;
+    let encoded = postcard::to_allocvec(result).expect("values always encode");
+    (sha2::Sha256::digest(&encoded).into(), encoded.len() as u64)
+}
+
+/// Bytes of a value's encoding in an entry: what it costs the log and what the bounds count.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .expect("values always encode")
 }
 
 /// An entry with its position in the worker's oplog.
@@ -90,6 +113,115 @@ pub enum DecodeError {
     Checksum { stored: u32, computed: u32 },
     #[error("payload does not decode: {0}")]
     Payload(String),
+    /// A chunked entry's chunks are missing, too many, or do not add up to what its row says.
+    #[error("chunked entry: {0}")]
+    Chunks(String),
+}
+
+/// The version byte of a row that points at chunks instead of holding its entry.
+pub const CHUNKED_VERSION: u8 = 2;
+
+const CHUNKED_REF_BYTES: usize = 1 + 4 + 4 + 4;
+
+/// What the row of a chunked entry holds: enough to find its chunks and check them whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkedRef {
+    /// crc32 of the entry's whole encoding (header included), checked after reassembly.
+    pub crc: u32,
+    /// Length of the whole encoding.
+    pub bytes: u32,
+    /// Number of chunks, numbered from 0.
+    pub chunks: u32,
+}
+
+impl ChunkedRef {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CHUNKED_REF_BYTES);
+        out.push(CHUNKED_VERSION);
+        out.extend_from_slice(&self.crc.to_le_bytes());
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.chunks.to_le_bytes());
+        out
+    }
+
+    /// The reference a row holds, or `None` if the row holds its entry inline.
+    pub fn of_row(row: &[u8]) -> Option<Result<Self, DecodeError>> {
+        if row.first() != Some(&CHUNKED_VERSION) {
+            return None;
+        }
+        if row.len() != CHUNKED_REF_BYTES {
+            return Some(Err(DecodeError::Chunks(format!(
+                "a reference is {CHUNKED_REF_BYTES} bytes, this one {}",
+                row.len()
+            ))));
+        }
+        let word = |i: usize| u32::from_le_bytes(row[i..i + 4].try_into().expect("4 bytes"));
+        Some(Ok(Self {
+            crc: word(1),
+            bytes: word(5),
+            chunks: word(9),
+        }))
+    }
+
+    /// The entry, from its chunks in order, checked against this reference.
+    pub fn assemble(&self, chunks: &[Vec<u8>]) -> Result<OplogEntry, DecodeError> {
+        if chunks.len() != self.chunks as usize {
+            return Err(DecodeError::Chunks(format!(
+                "{} of {} chunks found",
+                chunks.len(),
+                self.chunks
+            )));
+        }
+        let whole: Vec<u8> = chunks.concat();
+        if whole.len() != self.bytes as usize {
+            return Err(DecodeError::Chunks(format!(
+                "chunks hold {} bytes, the reference says {}",
+                whole.len(),
+                self.bytes
+            )));
+        }
+        let computed = crc32fast::hash(&whole);
+        if computed != self.crc {
+            return Err(DecodeError::Checksum {
+                stored: self.crc,
+                computed,
+            });
+        }
+        decode(&whole)
+    }
+}
+
+/// How an encoded entry is stored in its row.
+pub enum Stored {
+    /// The encoding itself.
+    Inline(Vec<u8>),
+    /// A reference, and the chunks it points at.
+    Chunked {
+        reference: ChunkedRef,
+        chunks: Vec<Vec<u8>>,
+    },
+}
+
+/// Encodes `entry` and decides how it is stored: inline up to `ENTRY_INLINE_BYTES_MAX`, in
+/// chunks of `ENTRY_CHUNK_BYTES` past it.
+pub fn store(entry: &OplogEntry) -> Result<Stored, StorageError> {
+    let bytes = encode(entry)?;
+    if bytes.len() <= ENTRY_INLINE_BYTES_MAX {
+        return Ok(Stored::Inline(bytes));
+    }
+    let chunks: Vec<Vec<u8>> = bytes
+        .chunks(ENTRY_CHUNK_BYTES)
+        .map(<[u8]>::to_vec)
+        .collect();
+    Ok(Stored::Chunked {
+        reference: ChunkedRef {
+            crc: crc32fast::hash(&bytes),
+            // `encode` bounds an entry far below 4 GiB.
+            bytes: bytes.len() as u32,
+            chunks: chunks.len() as u32,
+        },
+        chunks,
+    })
 }
 
 /// Encodes `entry` in the current format, refusing entries over `ENTRY_BYTES_MAX`.
@@ -114,6 +246,11 @@ pub fn decode(bytes: &[u8]) -> Result<OplogEntry, DecodeError> {
         return Err(DecodeError::Truncated(bytes.len()));
     }
     let version = bytes[0];
+    if version == CHUNKED_VERSION {
+        return Err(DecodeError::Chunks(
+            "the row holds a reference to chunks, not an entry".into(),
+        ));
+    }
     if version != 1 {
         return Err(DecodeError::UnknownVersion(version));
     }
@@ -158,6 +295,33 @@ mod tests {
         let mut bytes = encode(&sample()).unwrap();
         bytes[0] = 99;
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(99)));
+    }
+
+    #[test]
+    fn a_large_entry_is_chunked_and_reassembled_and_a_damaged_chunk_is_caught() {
+        let entry = OplogEntry::InvocationCompleted {
+            idempotency_key: "k".into(),
+            result: vec![Value::String("abc".repeat(100_000))],
+        };
+        let Stored::Chunked { reference, chunks } = store(&entry).unwrap() else {
+            panic!("300 KB is stored in chunks");
+        };
+        assert_eq!(chunks.len(), 5);
+        assert!(chunks.iter().all(|c| c.len() <= ENTRY_CHUNK_BYTES));
+        let row = reference.encode();
+        assert_eq!(ChunkedRef::of_row(&row), Some(Ok(reference)));
+        assert_eq!(reference.assemble(&chunks).unwrap(), entry);
+        let mut damaged = chunks.clone();
+        damaged[2][7] ^= 1;
+        assert!(matches!(
+            reference.assemble(&damaged),
+            Err(DecodeError::Checksum { .. })
+        ));
+        assert!(matches!(
+            reference.assemble(&chunks[..4]),
+            Err(DecodeError::Chunks(_))
+        ));
+        assert!(ChunkedRef::of_row(&encode(&sample()).unwrap()).is_none());
     }
 
     #[test]

@@ -28,6 +28,13 @@ async fn oplog_conformance_through_the_kv_layer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_chunks_and_rows_leaves_nothing_half_visible_through_the_kv_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    conformance::a_crash_between_chunks_and_rows_leaves_nothing_half_visible(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_conformance() {
     let dir = tempfile::tempdir().unwrap();
     conformance::catalog_suite(&EmbeddedStore::open(dir.path()).unwrap()).await;

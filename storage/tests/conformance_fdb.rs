@@ -34,6 +34,7 @@ async fn conformance_on_a_real_cluster() {
         pack(&("conformance",)),
         pack(&("w", "conformance")),
         pack(&("l", "conformance")),
+        pack(&("lc", "conformance")),
     ];
     for prefix in prefixes {
         let mut end = prefix.clone();
@@ -52,5 +53,6 @@ async fn conformance_on_a_real_cluster() {
     }
     conformance::kv_suite(store.clone(), false).await;
     conformance::oplog_suite(&store, &KvOplog::new(store.clone())).await;
+    conformance::a_crash_between_chunks_and_rows_leaves_nothing_half_visible(&store).await;
     conformance::catalog_suite(&store).await;
 }

@@ -20,6 +20,12 @@ async fn oplog_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_chunks_and_rows_leaves_nothing_half_visible() {
+    let model = FdbModel::new(Faults::default());
+    conformance::a_crash_between_chunks_and_rows_leaves_nothing_half_visible(&model).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_conformance_under_injected_faults() {
     let model = FdbModel::new(Faults {
         seed: 7,

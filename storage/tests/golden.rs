@@ -9,7 +9,7 @@
 // Tests read the clock and their environment (`clippy.toml`).
 #![allow(clippy::disallowed_methods)]
 
-use revenant_storage::oplog::{FORMAT_VERSION, decode, encode};
+use revenant_storage::oplog::{ChunkedRef, FORMAT_VERSION, Stored, decode, encode, store};
 use revenant_storage::{OplogEntry, Value};
 use std::path::PathBuf;
 
@@ -114,7 +114,46 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
                 error: "the invocation ran past its deadline of 500ms and was interrupted".into(),
             },
         ),
+        ("invocation-completed-digest", {
+            let (sha256, bytes) = revenant_storage::oplog::result_digest(&every_value());
+            OplogEntry::InvocationCompletedDigest { sha256, bytes }
+        }),
     ]
+}
+
+/// A large entry, stored in chunks: the row that points at them is pinned by
+/// `chunked/reference.bin`.
+fn large_entry() -> OplogEntry {
+    OplogEntry::InvocationCompleted {
+        idempotency_key: "key-4".into(),
+        result: vec![Value::String(
+            (0..200_000u32)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect(),
+        )],
+    }
+}
+
+#[test]
+fn the_chunked_reference_row_is_pinned_and_its_chunks_are_the_entrys_encoding() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chunked/reference.bin");
+    let Stored::Chunked { reference, chunks } = store(&large_entry()).unwrap() else {
+        panic!("a 200 KB entry is chunked");
+    };
+    if !path.exists() && std::env::var_os("REVENANT_WRITE_NEW_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, reference.encode()).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        reference.encode(),
+        golden,
+        "the reference row's encoding changed"
+    );
+    let decoded = ChunkedRef::of_row(&golden).unwrap().unwrap();
+    assert_eq!(decoded.chunks, 4);
+    assert_eq!(chunks.concat(), encode(&large_entry()).unwrap());
+    assert_eq!(decoded.assemble(&chunks).unwrap(), large_entry());
 }
 
 #[test]

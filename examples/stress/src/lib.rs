@@ -1,4 +1,5 @@
-//! A test worker for Revenant's bounds: `spin` never returns, `grow` allocates without limit.
+//! A test worker for Revenant's bounds: `spin` never returns, `grow` allocates without limit,
+//! `text` returns as much as asked.
 
 use std::cell::RefCell;
 
@@ -29,6 +30,10 @@ impl Guest for Stress {
         loop {
             x = std::hint::black_box(x.wrapping_add(1));
         }
+    }
+
+    fn text(megabytes: u32) -> String {
+        "x".repeat(megabytes as usize * 1024 * 1024)
     }
 
     fn quit(code: u32) {

@@ -11,7 +11,7 @@
 //! | `GET /api-definitions/{name}` | the deployed YAML |
 //! | `DELETE /api-definitions/{name}` | stops serving it |
 //! | `GET /workers/{component}?status=&after=&limit=` | lists workers, by name, with status |
-//! | `GET /workers/{component}/{worker}` | one worker's status |
+//! | `GET /workers/{component}/{worker}` | one worker's status, log position and `log_bytes` |
 //! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
@@ -149,12 +149,22 @@ impl<K: KvStore> Admin<K> {
                 Ok(json_response(StatusCode::OK, &json!(body)))
             }
             (Route::Worker, &Method::GET, Some(worker)) => {
-                match self.runtime.status(&worker).await? {
-                    Some(status) => Ok(json_response(
+                match (
+                    self.runtime.status(&worker).await?,
+                    self.runtime.log(&worker).await?,
+                ) {
+                    (Some(status), log) => Ok(json_response(
                         StatusCode::OK,
-                        &json!({"component": worker.component, "name": worker.name, "status": status.as_str()}),
+                        &json!({
+                            "component": worker.component,
+                            "name": worker.name,
+                            "status": status.as_str(),
+                            "last_index": log.map(|l| l.last_index),
+                            "snapshot_index": log.map(|l| l.snapshot_index),
+                            "log_bytes": log.map(|l| l.bytes),
+                        }),
                     )),
-                    None => Err(ApiError::new(
+                    (None, _) => Err(ApiError::new(
                         ErrorCode::WorkerNotFound,
                         format!("worker {worker} does not exist"),
                     )),

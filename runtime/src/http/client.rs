@@ -5,7 +5,8 @@
 
 use super::egress::{EgressPolicy, Refusal};
 use crate::limits::{
-    HTTP_BODY_BYTES_MAX, HTTP_CONNECT_ATTEMPTS, HTTP_IDLE_CONNECTIONS_PER_HOST, HTTP_RETRY_BACKOFF,
+    HTTP_CONNECT_ATTEMPTS, HTTP_IDLE_CONNECTIONS_PER_HOST, HTTP_RESPONSE_BYTES_MAX,
+    HTTP_RETRY_BACKOFF,
 };
 use crate::slots::{Shared, WorkerFlags};
 use bytes::Bytes;
@@ -250,12 +251,29 @@ impl Outgoing {
                 )
             })??;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
+            // Status, headers and body are recorded in one entry: they share one bound.
+            let head = super::head_bytes(&parts.headers);
+            let past = |what: &str| {
+                format!(
+                    "the response is past the {HTTP_RESPONSE_BYTES_MAX} bytes a call may record \
+                     (status, headers and body together): {what}"
+                )
+            };
+            if head > HTTP_RESPONSE_BYTES_MAX {
+                return Err(past(&format!("its headers alone are {head} bytes")));
+            }
+            let body = Limited::new(body, HTTP_RESPONSE_BYTES_MAX - head)
                 .collect()
                 .await
-                .map_err(|e| {
-                    format!("reading the response body (at most {HTTP_BODY_BYTES_MAX} bytes): {e}")
-                })?
+                .map_err(
+                    |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                        Some(_) => past(&format!(
+                            "{head} bytes of headers, and more body than the remaining {}",
+                            HTTP_RESPONSE_BYTES_MAX - head
+                        )),
+                        None => format!("reading the response body: {e}"),
+                    },
+                )?
                 .to_bytes();
             Ok::<_, String>((parts, body))
         };

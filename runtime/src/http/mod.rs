@@ -6,7 +6,9 @@
 //! request that differs from the recorded one (method, URI, headers or body hash) is a
 //! divergence.
 //!
-//! Bodies are bounded by `HTTP_BODY_BYTES_MAX` because each is recorded in one oplog entry.
+//! What is recorded is bounded: a request's head by `HTTP_REQUEST_HEAD_BYTES_MAX`, a response
+//! (status, headers and body together) by `HTTP_RESPONSE_BYTES_MAX`, the storage bound on one
+//! value; the log stores entries that large in chunks.
 //! How a request is performed (egress policy, TLS, timeouts, caps) is `client.rs`; whatever
 //! it answers, a response or a failure, is what is recorded and what the guest sees.
 
@@ -18,7 +20,7 @@ pub(crate) use client::Outgoing;
 pub use client::{OutgoingHttpConfig, chain as error_chain};
 
 use crate::durability::{Decision, Durability, Effect, HostFunction};
-use crate::limits::HTTP_BODY_BYTES_MAX;
+use crate::limits::{HTTP_REQUEST_BODY_BYTES_MAX, HTTP_REQUEST_HEAD_BYTES_MAX};
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::{BodyExt, Full, Limited};
@@ -61,6 +63,15 @@ fn headers_value(headers: &http::HeaderMap) -> Value {
             })
             .collect(),
     )
+}
+
+/// Bytes of a head's headers as they are recorded (names and values), plus a little per header.
+pub(crate) fn head_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + 16
 }
 
 /// What is recorded of a request: enough to detect a guest that now sends another one.
@@ -128,7 +139,14 @@ async fn read_request(
     request: http::Request<WasiBody>,
 ) -> Result<(http::request::Parts, Bytes), Error> {
     let (parts, body) = request.into_parts();
-    let body = Limited::new(body, HTTP_BODY_BYTES_MAX)
+    let head = head_bytes(&parts.headers) + parts.uri.to_string().len();
+    if head > HTTP_REQUEST_HEAD_BYTES_MAX {
+        return Err(Error::InternalError(Some(format!(
+            "the request's URL and headers are {head} bytes, past the \
+             {HTTP_REQUEST_HEAD_BYTES_MAX} bytes a call may record"
+        ))));
+    }
+    let body = Limited::new(body, HTTP_REQUEST_BODY_BYTES_MAX)
         .collect()
         .await
         .map_err(|_| Error::HttpRequestBodySize(None))?

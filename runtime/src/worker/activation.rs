@@ -3,6 +3,7 @@
 
 use super::guest::{Guest, arm_deadline, guest_store};
 use super::lifecycle::Lifecycle;
+use super::replay::Replayed;
 use super::{Log, Worker, WorkerContext, journal_after, replay};
 use crate::durability::HostState;
 use crate::error::InvokeError;
@@ -59,8 +60,23 @@ fn new_store(ctx: &WorkerContext) -> Store<HostState> {
     )
 }
 
-/// The worker with its instance: instantiated, then its state rebuilt from the log.
+/// The worker with its instance: instantiated, then its state rebuilt from the log. A resumed
+/// invocation that ends recorded as failed leaves effects in memory the log does not hold: the
+/// instance is then built again, once (the log no longer has an open invocation).
 pub(super) async fn activate(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
+    match activate_once(ctx).await? {
+        (worker, Replayed::Done) => Ok(worker),
+        (_, Replayed::Rebuild) => match activate_once(ctx).await? {
+            (worker, Replayed::Done) => Ok(worker),
+            (_, Replayed::Rebuild) => Err(InvokeError::Internal(format!(
+                "worker {} still has an invocation to resume after recording its failure",
+                ctx.id
+            ))),
+        },
+    }
+}
+
+async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), InvokeError> {
     let metadata = ctx.oplog.metadata(&ctx.id).await?;
     let mut store = new_store(ctx);
     arm_deadline(&mut store, ctx.limits.invocation_timeout);
@@ -73,7 +89,7 @@ pub(super) async fn activate(ctx: &WorkerContext) -> Result<Worker, InvokeError>
     let mut worker = new_worker(ctx);
     worker.guest = Some(Guest { store, instance });
     let Some(m) = metadata else {
-        return Ok(worker);
+        return Ok((worker, Replayed::Done));
     };
     worker.log.pending_create = None;
     let from = if m.snapshot_index > 0 {
@@ -82,8 +98,8 @@ pub(super) async fn activate(ctx: &WorkerContext) -> Result<Worker, InvokeError>
         1
     };
     worker.log.last_index = from - 1;
-    replay::replay(ctx, &mut worker, from, m.last_index).await?;
-    Ok(worker)
+    let replayed = replay::replay(ctx, &mut worker, from, m.last_index).await?;
+    Ok((worker, replayed))
 }
 
 /// Loads the snapshot whose first part is at `index`; returns the entry after its last part.

@@ -6,6 +6,7 @@ use super::{Call, Worker, WorkerContext, journal_after};
 use crate::component::ExportInfo;
 use crate::error::InvokeError;
 use crate::journal::Journal;
+use revenant_storage::limits::VALUE_BYTES_MAX;
 use revenant_storage::{OplogEntry, SequencedEntry, Value};
 use std::sync::atomic::Ordering;
 
@@ -104,7 +105,14 @@ async fn state_digest(
 
 /// Records how an invocation ended and makes it durable: the reply, and whether the in-memory
 /// worker may be kept. A failure is recorded with its stable code, so that a retry with the
-/// same idempotency key answers as the first call did.
+/// same idempotency key answers as the first call did. A result is recorded whole only when a
+/// retry can ask for it again (the call has an idempotency key); otherwise its digest.
+///
+/// When the log cannot take the outcome, the invocation is recorded as failed instead (its
+/// start and the failure, nothing else), if that is what the caller needs: the entry was too
+/// large (trying again cannot help), or the invocation already reached the world (a restart
+/// would resume it and send its requests again). Otherwise nothing of it is durable, and the
+/// caller may retry it (503).
 pub(super) async fn finish(
     ctx: &WorkerContext,
     worker: &mut Worker,
@@ -115,13 +123,16 @@ pub(super) async fn finish(
     let key = idempotency_key.clone().unwrap_or_default();
     let mut lifecycle = None;
     let (reply, keep) = match outcome {
-        Ok(result) => {
-            journal.push(OplogEntry::InvocationCompleted {
-                idempotency_key: key,
-                result: result.clone(),
-            });
-            (Ok(result), true)
-        }
+        Ok(result) => match recorded_result(&key, &result) {
+            Ok(entry) => {
+                journal.push(entry);
+                (Ok(result), true)
+            }
+            Err(error) => {
+                journal.push(failed(&key, &error));
+                (Err(error), false)
+            }
+        },
         Err(failure) => {
             lifecycle = match failure {
                 CallFailure::Exited(code) => Some(OplogEntry::Exited { code }),
@@ -130,32 +141,87 @@ pub(super) async fn finish(
             };
             let error = failure.into_error(&ctx.limits, &ctx.id.to_string());
             tracing::info!(worker = %ctx.id, "an invocation failed: {error}");
-            journal.push(OplogEntry::InvocationFailedWithCode {
-                idempotency_key: key,
-                code: error.code().to_string(),
-                error: error.to_string(),
-            });
+            journal.push(failed(&key, &error));
             if let Some(entry) = &lifecycle {
                 journal.push(entry.clone());
             }
             (Err(error), false)
         }
     };
-    if let Some(failure) = journal.failure() {
-        return (Err(InvokeError::Storage(failure)), false);
+    let flushed = match journal.failure() {
+        Some(_) => Err(()),
+        None => journal
+            .flush(false, idempotency_key.clone())
+            .await
+            .map_err(|_| ()),
+    };
+    if flushed.is_ok() {
+        worker.log.last_index = journal.last_index();
+        if let Some(entry) = lifecycle {
+            worker.life = worker.life.after(&entry);
+            if entry == OplogEntry::Interrupted {
+                ctx.flags.interrupt.store(false, Ordering::SeqCst);
+            }
+        }
+        return (reply, keep);
     }
-    match journal.flush(false, idempotency_key).await {
+    let failure = journal
+        .failure()
+        .expect("a failed flush leaves its failure");
+    tracing::warn!(worker = %ctx.id, "the outcome of an invocation could not be recorded: {}", failure.message);
+    let error = if failure.too_large {
+        InvokeError::ValueTooLarge(format!(
+            "the call's outcome could not be recorded, {}; the call is recorded as failed and \
+             the worker keeps its state",
+            failure.message
+        ))
+    } else if journal.in_flight() {
+        InvokeError::RecordingFailed(format!(
+            "the store refused the call's outcome ({}); the call is recorded as failed, the \
+             worker keeps its state, and nothing it sent will be sent again",
+            failure.message
+        ))
+    } else {
+        // Nothing of the invocation is durable: the caller may simply try again.
+        return (Err(InvokeError::Storage(failure.message)), false);
+    };
+    match journal
+        .abandon(vec![failed(&key, &error)], idempotency_key)
+        .await
+    {
         Ok(()) => {
             worker.log.last_index = journal.last_index();
-            if let Some(entry) = lifecycle {
-                worker.life = worker.life.after(&entry);
-                if entry == OplogEntry::Interrupted {
-                    ctx.flags.interrupt.store(false, Ordering::SeqCst);
-                }
-            }
-            (reply, keep)
+            (Err(error), false)
         }
         Err(e) => (Err(e.into()), false),
+    }
+}
+
+/// The entry that records a completed call: its result whole when a retry with its idempotency
+/// key may ask for it again, its digest otherwise; refused past the bound on one value.
+fn recorded_result(key: &str, result: &[Value]) -> Result<OplogEntry, InvokeError> {
+    let bytes = revenant_storage::oplog::encoded_len(result);
+    if bytes > VALUE_BYTES_MAX {
+        return Err(InvokeError::ValueTooLarge(format!(
+            "the call's result is {bytes} bytes, past the {VALUE_BYTES_MAX} bytes (16 MiB) a call \
+             may return; the call is recorded as failed and the worker keeps its state"
+        )));
+    }
+    if key.is_empty() {
+        let (sha256, bytes) = revenant_storage::oplog::result_digest(result);
+        return Ok(OplogEntry::InvocationCompletedDigest { sha256, bytes });
+    }
+    Ok(OplogEntry::InvocationCompleted {
+        idempotency_key: key.to_string(),
+        result: result.to_vec(),
+    })
+}
+
+fn failed(key: &str, error: &InvokeError) -> OplogEntry {
+    OplogEntry::InvocationFailedWithCode {
+        idempotency_key: key.to_string(),
+        code: error.code().to_string(),
+        error: error.to_string(),
     }
 }
 
@@ -173,6 +239,13 @@ pub(super) async fn stored_outcome(
         message: format!("the call with this idempotency key failed: {error}"),
     };
     match entry.into_iter().next() {
+        Some(SequencedEntry { seq: found, .. }) if found > seq => {
+            Err(InvokeError::OutcomeTruncated(format!(
+                "the call with idempotency key `{key}` ran, but its outcome (entry {seq}) was \
+                 deleted with the log before a snapshot (limits.truncate_oplog_at_snapshot); it is \
+                 not run again"
+            )))
+        }
         Some(SequencedEntry { seq: found, entry }) if found == seq => match entry {
             OplogEntry::InvocationCompleted { result, .. } => Ok(Some(Ok(result))),
             OplogEntry::InvocationFailedWithCode { code, error, .. } => {

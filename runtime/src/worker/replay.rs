@@ -17,10 +17,56 @@ struct Recorded {
     host_calls: Vec<HostCallRecord>,
 }
 
+/// What the log holds of a completed invocation's result.
+enum Expected {
+    Whole(Vec<Value>),
+    /// The SHA-256 and length of its encoding (a call without an idempotency key).
+    Digest {
+        sha256: [u8; 32],
+        bytes: u64,
+    },
+}
+
+impl Expected {
+    /// `None` if `now` is the recorded result; otherwise how it differs.
+    fn differs(&self, now: &[Value]) -> Option<String> {
+        match self {
+            Self::Whole(result) if result.as_slice() == now => None,
+            Self::Whole(result) => Some(format!(
+                "returned {now:?}, but the oplog records {result:?}"
+            )),
+            Self::Digest { sha256, bytes } => {
+                let (found, found_bytes) = revenant_storage::oplog::result_digest(now);
+                (found != *sha256).then(|| {
+                    format!(
+                        "returned {now:?} ({found_bytes} bytes, SHA-256 {}), but the oplog \
+                         records a result of {bytes} bytes with SHA-256 {}",
+                        hex(&found),
+                        hex(sha256)
+                    )
+                })
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether replay left the instance as the log says, or the log changed under it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Replayed {
+    Done,
+    /// A resumed invocation failed and was recorded as failed: its effects are in the
+    /// instance's memory but not in the log, so the instance must be built again.
+    Rebuild,
+}
+
 /// How a re-run invocation ends.
 enum Ending {
     /// It completed when recorded, at `seq`, with this result: it must again.
-    Completed { result: Vec<Value>, seq: u64 },
+    Completed { expected: Expected, seq: u64 },
     /// The process died during it: it goes on live and its outcome is recorded now.
     Resumed,
 }
@@ -30,7 +76,7 @@ pub(super) async fn replay(
     worker: &mut Worker,
     mut from: u64,
     last_index: u64,
-) -> Result<(), InvokeError> {
+) -> Result<Replayed, InvokeError> {
     let mut open: Option<Recorded> = None;
     while from <= last_index {
         let page = ctx.oplog.read(&ctx.id, from, REPLAY_PAGE_ENTRIES).await?;
@@ -79,13 +125,12 @@ pub(super) async fn replay(
                     });
                 }
                 OplogEntry::InvocationCompleted { result, .. } => {
-                    let Some(inv) = open.take() else {
-                        return Err(InvokeError::Internal(format!(
-                            "oplog of {} completes an invocation at {seq} that never started",
-                            ctx.id
-                        )));
-                    };
-                    rerun(ctx, worker, inv, Ending::Completed { result, seq }).await?;
+                    let expected = Expected::Whole(result);
+                    completed(ctx, worker, open.take(), expected, seq).await?;
+                }
+                OplogEntry::InvocationCompletedDigest { sha256, bytes } => {
+                    let expected = Expected::Digest { sha256, bytes };
+                    completed(ctx, worker, open.take(), expected, seq).await?;
                 }
                 // A failed invocation's effects were rolled back when it failed: skip it.
                 OplogEntry::InvocationFailed { .. }
@@ -108,9 +153,25 @@ pub(super) async fn replay(
     }
     if let Some(interrupted) = open {
         tracing::info!(worker = %ctx.id, "resuming an interrupted invocation of {}", interrupted.function);
-        rerun(ctx, worker, interrupted, Ending::Resumed).await?;
+        return rerun(ctx, worker, interrupted, Ending::Resumed).await;
     }
-    Ok(())
+    Ok(Replayed::Done)
+}
+
+async fn completed(
+    ctx: &WorkerContext,
+    worker: &mut Worker,
+    open: Option<Recorded>,
+    expected: Expected,
+    seq: u64,
+) -> Result<Replayed, InvokeError> {
+    let Some(inv) = open else {
+        return Err(InvokeError::Internal(format!(
+            "oplog of {} completes an invocation at {seq} that never started",
+            ctx.id
+        )));
+    };
+    rerun(ctx, worker, inv, Ending::Completed { expected, seq }).await
 }
 
 /// Runs a recorded invocation again: its host calls are answered from the log; a resumed one
@@ -120,7 +181,7 @@ async fn rerun(
     worker: &mut Worker,
     inv: Recorded,
     ending: Ending,
-) -> Result<(), InvokeError> {
+) -> Result<Replayed, InvokeError> {
     let export = ctx
         .component
         .info
@@ -154,18 +215,20 @@ async fn rerun(
         return Err(InvokeError::Divergence(format!("{at}: {d}")));
     }
     match ending {
-        Ending::Completed { result, .. } => match (outcome, leftover) {
+        Ending::Completed { expected, .. } => match (outcome, leftover) {
             (Err(CallFailure::Trap(e)), _) => Err(InvokeError::Divergence(format!(
                 "{at}: `{}` trapped in replay but completed when recorded: {e}",
                 inv.function
             ))),
             (Err(other), _) => Err(other.into_error(&ctx.limits, &ctx.id.to_string())),
             (Ok(_), Err(d)) => Err(InvokeError::Divergence(format!("{at}: {d}"))),
-            (Ok(now), Ok(())) if now != result => Err(InvokeError::Divergence(format!(
-                "{at}: `{}` returned {now:?}, but the oplog records {result:?}",
-                inv.function
-            ))),
-            (Ok(_), Ok(())) => Ok(()),
+            (Ok(now), Ok(())) => match expected.differs(&now) {
+                Some(how) => Err(InvokeError::Divergence(format!(
+                    "{at}: `{}` {how}",
+                    inv.function
+                ))),
+                None => Ok(Replayed::Done),
+            },
         },
         Ending::Resumed => {
             if let Err(d) = leftover {
@@ -173,14 +236,19 @@ async fn rerun(
             }
             let journal = then_live.expect("a resumed invocation has a journal");
             let key = (!inv.idempotency_key.is_empty()).then_some(inv.idempotency_key);
-            let (_, keep) = live::finish(ctx, worker, &journal, key, outcome).await;
-            if keep {
-                Ok(())
-            } else {
-                Err(InvokeError::Internal(format!(
+            let (reply, keep) = live::finish(ctx, worker, &journal, key, outcome).await;
+            match reply {
+                Ok(_) if keep => Ok(Replayed::Done),
+                // Recorded as failed (the guest failed, or its outcome could not be recorded):
+                // the log is whole again, without the invocation's effects.
+                Err(e) if !matches!(e, InvokeError::Storage(_)) => {
+                    tracing::info!(worker = %ctx.id, "the resumed invocation of `{}` failed: {e}", inv.function);
+                    Ok(Replayed::Rebuild)
+                }
+                _ => Err(InvokeError::Internal(format!(
                     "the resumed invocation of `{}` did not complete",
                     inv.function
-                )))
+                ))),
             }
         }
     }

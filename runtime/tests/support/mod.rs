@@ -2,12 +2,24 @@
 
 #![allow(dead_code)]
 
-use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, WorkerLimits};
+use revenant_runtime::{
+    OutgoingHttpConfig, Runtime, RuntimeConfig, SystemEnvironment, WorkerLimits,
+};
 use revenant_storage::OplogStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub fn runtime(store: Arc<dyn OplogStore>, limits: WorkerLimits, cache: &Path) -> Arc<Runtime> {
+    runtime_with(store, limits, cache, OutgoingHttpConfig::default())
+}
+
+/// A runtime whose outgoing HTTP is configured (e.g. to allow a test's upstream on 127.0.0.1).
+pub fn runtime_with(
+    store: Arc<dyn OplogStore>,
+    limits: WorkerLimits,
+    cache: &Path,
+    outgoing_http: OutgoingHttpConfig,
+) -> Arc<Runtime> {
     let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/guest/user_activity.wasm");
     assert!(
@@ -19,7 +31,7 @@ pub fn runtime(store: Arc<dyn OplogStore>, limits: WorkerLimits, cache: &Path) -
             components: vec![("user-activity".into(), component)],
             cache_dir: cache.into(),
             limits,
-            outgoing_http: Default::default(),
+            outgoing_http,
         },
         store,
         Arc::new(SystemEnvironment::new()),

@@ -10,6 +10,7 @@ use crate::layout::rows::{Rows, decode_metadata};
 use crate::{Append, WorkerId, leases};
 
 /// What the checks every backend makes before writing an append need of it.
+#[derive(Clone)]
 pub(crate) struct AppendCheck {
     pub worker: WorkerId,
     pub fence: Option<crate::Fence>,
@@ -38,16 +39,7 @@ impl AppendCheck {
         first: Option<&[u8]>,
         metadata: Option<&[u8]>,
     ) -> Result<bool, KvError> {
-        if let Some(fence) = self.fence {
-            let found = lease.map(leases::decode).transpose()?.map(|l| l.epoch);
-            if found != Some(fence.epoch) {
-                return Err(KvError::Fenced {
-                    shard: fence.shard,
-                    expected: fence.epoch,
-                    found,
-                });
-            }
-        }
+        self.check_fence(lease)?;
         match first {
             Some(stored) if stored == self.first_row.1.as_slice() => return Ok(false),
             Some(_) => {
@@ -58,14 +50,7 @@ impl AppendCheck {
             }
             None => {}
         }
-        let last = match metadata {
-            Some(bytes) => {
-                decode_metadata(&self.worker, bytes)
-                    .map_err(|e| KvError::Invalid(e.to_string()))?
-                    .last_index
-            }
-            None => 0,
-        };
+        let last = self.last_index(metadata)?;
         if self.first_seq != last + 1 {
             return Err(KvError::Invalid(format!(
                 "append at {} to {} does not follow its last entry {last}",
@@ -73,6 +58,45 @@ impl AppendCheck {
             )));
         }
         Ok(true)
+    }
+
+    fn check_fence(&self, lease: Option<&[u8]>) -> Result<(), KvError> {
+        if let Some(fence) = self.fence {
+            let found = lease.map(leases::decode).transpose()?.map(|l| l.epoch);
+            if found != Some(fence.epoch) {
+                return Err(KvError::Fenced {
+                    shard: fence.shard,
+                    expected: fence.epoch,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the shard's lease, with a conflicting read, and checks the fence.
+    pub async fn fence_in<T: Transaction>(&self, tx: &T) -> Result<(), KvError> {
+        let lease = match self.fence {
+            Some(f) => tx.get(&keys::shard_lease(f.shard), false).await?,
+            None => None,
+        };
+        self.check_fence(lease.as_deref())
+    }
+
+    /// Whether the worker's log already reaches the append's first entry: an earlier attempt of
+    /// it committed (or the append is refused anyway when its rows are written).
+    pub async fn committed_in<T: Transaction>(&self, tx: &T) -> Result<bool, KvError> {
+        let metadata = tx.get(&keys::worker_metadata(&self.worker), false).await?;
+        Ok(self.last_index(metadata.as_deref())? >= self.first_seq)
+    }
+
+    /// The last index in the worker's metadata record (0: a new worker).
+    fn last_index(&self, metadata: Option<&[u8]>) -> Result<u64, KvError> {
+        metadata.map_or(Ok(0), |bytes| {
+            decode_metadata(&self.worker, bytes)
+                .map(|m| m.last_index)
+                .map_err(|e| KvError::Invalid(e.to_string()))
+        })
     }
 
     /// Reads what `decide` needs, with conflicting reads, and decides.

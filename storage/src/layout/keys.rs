@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! ("w", component, worker)        -> worker metadata
-//! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically)
+//! ("l", component, worker, seq)   -> oplog entry `seq` (tuple integers sort numerically), or
+//!                                    a reference to its chunks when it is large
+//! ("lc", component, worker, seq, n) -> chunk `n` of large entry `seq`
 //! ("i", component, worker, key)   -> seq of the entry that ended the invocation with that
 //!                                    idempotency key
 //! ("f", component, worker)        -> [1] while the worker has an invocation in flight past a
@@ -23,6 +25,7 @@ use foundationdb_tuple::{pack, unpack};
 
 const WORKER: &str = Family::Worker.tag();
 const OPLOG: &str = Family::Oplog.tag();
+const CHUNK: &str = Family::EntryChunk.tag();
 const LEASE: &str = Family::Lease.tag();
 const IDEMPOTENCY: &str = Family::Idempotency.tag();
 const IN_FLIGHT: &str = Family::InFlight.tag();
@@ -166,6 +169,44 @@ pub fn oplog_range_from(worker: &WorkerId, from: u64) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
+pub fn entry_chunk(worker: &WorkerId, seq: u64, chunk: u32) -> Vec<u8> {
+    pack(&(
+        CHUNK,
+        worker.component.as_str(),
+        worker.name.as_str(),
+        seq,
+        chunk,
+    ))
+}
+
+/// Every chunk of large entry `seq`.
+pub fn entry_chunks(worker: &WorkerId, seq: u64) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(CHUNK, worker.component.as_str(), worker.name.as_str(), seq));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+/// The chunks of `worker`'s entries with sequence numbers `>= from`.
+pub fn chunks_from(worker: &WorkerId, from: u64) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(CHUNK, worker.component.as_str(), worker.name.as_str(), from));
+    let mut end = pack(&(CHUNK, worker.component.as_str(), worker.name.as_str()));
+    end.push(0xff);
+    (begin, end)
+}
+
+/// The chunks of `worker`'s entries with sequence numbers `< before`.
+pub fn chunks_before(worker: &WorkerId, before: u64) -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(CHUNK, worker.component.as_str(), worker.name.as_str()));
+    let end = pack(&(
+        CHUNK,
+        worker.component.as_str(),
+        worker.name.as_str(),
+        before,
+    ));
+    (begin, end)
+}
+
 /// The sequence number in an oplog key, or `None` if the key is not one.
 pub fn seq_of_oplog_key(key: &[u8]) -> Option<u64> {
     let (tag, _component, _worker, seq): (String, String, String, u64) = unpack(key).ok()?;
@@ -198,6 +239,22 @@ mod tests {
             assert!(start <= k && k < end);
             assert_eq!(seq_of_oplog_key(&k), Some(s));
         }
+    }
+
+    #[test]
+    fn chunk_ranges_split_a_workers_chunks_at_an_entry() {
+        let w = WorkerId::new("c", "w");
+        let (from_b, from_e) = chunks_from(&w, 256);
+        let (before_b, before_e) = chunks_before(&w, 256);
+        let (one_b, one_e) = entry_chunks(&w, 255);
+        for (seq, chunk) in [(1u64, 0u32), (255, 0), (255, 300), (256, 0), (70_000, 9)] {
+            let k = entry_chunk(&w, seq, chunk);
+            assert_eq!(from_b <= k && k < from_e, seq >= 256, "{seq}/{chunk}");
+            assert_eq!(before_b <= k && k < before_e, seq < 256, "{seq}/{chunk}");
+            assert_eq!(one_b <= k && k < one_e, seq == 255, "{seq}/{chunk}");
+        }
+        let other = entry_chunk(&WorkerId::new("c", "w2"), 300, 0);
+        assert!(!(from_b <= other && other < from_e));
     }
 
     #[test]

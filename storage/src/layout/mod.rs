@@ -15,6 +15,8 @@ pub enum Family {
     Worker,
     /// `("l", component, worker, seq)`: oplog entries.
     Oplog,
+    /// `("lc", component, worker, seq, chunk)`: chunks of large oplog entries.
+    EntryChunk,
     /// `("i", component, worker, key)`: the idempotency index.
     Idempotency,
     /// `("f", component, worker)`: the in-flight mark.
@@ -39,6 +41,7 @@ impl Family {
         match self {
             Self::Worker => "w",
             Self::Oplog => "l",
+            Self::EntryChunk => "lc",
             Self::Idempotency => "i",
             Self::InFlight => "f",
             Self::Lease => "s",

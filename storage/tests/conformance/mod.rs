@@ -570,6 +570,217 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
             .unwrap()
             .is_none()
     );
+    large_entries(kv, oplog).await;
+}
+
+/// Text of `bytes` bytes that differs per entry and does not repeat within a chunk.
+fn text(seq: u64, bytes: usize) -> String {
+    (0..bytes as u64)
+        .map(|i| (b'a' + ((i.wrapping_mul(2_654_435_761) ^ seq) % 26) as u8) as char)
+        .collect()
+}
+
+/// An entry holding one value of `bytes` bytes.
+pub fn large_entry(worker: &WorkerId, seq: u64, bytes: usize) -> OplogEntry {
+    OplogEntry::InvocationCompleted {
+        idempotency_key: format!("{worker}#{seq}"),
+        result: vec![Value::String(text(seq, bytes))],
+    }
+}
+
+/// An append of the given entries, numbered from `first`.
+pub fn append_entries(worker: &WorkerId, first: u64, entries: Vec<OplogEntry>) -> Append {
+    let last = first + entries.len() as u64 - 1;
+    Append {
+        worker: worker.clone(),
+        fence: None,
+        entries: entries
+            .into_iter()
+            .zip(first..)
+            .map(|(entry, seq)| SequencedEntry { seq, entry })
+            .collect(),
+        metadata: WorkerMetadata {
+            component_hash: "h".into(),
+            last_index: last,
+            snapshot_index: 0,
+        },
+        idempotency: None,
+        in_flight: None,
+    }
+}
+
+async fn rows_in<K: KvStore>(kv: &K, (begin, end): (Vec<u8>, Vec<u8>)) -> usize {
+    kv.transact(|tx, _| {
+        let (b, e) = (begin.clone(), end.clone());
+        async move {
+            let options = RangeOptions {
+                limit: 100_000,
+                ..RangeOptions::default()
+            };
+            tx.get_range(&b, &e, options).await
+        }
+    })
+    .await
+    .unwrap()
+    .len()
+}
+
+/// Entries past one backend value (chunked), and past one FoundationDB transaction (written in
+/// steps), read back whole; damage to a chunk is reported; truncation and deletion take the
+/// chunks with them.
+async fn large_entries<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
+    use revenant_storage::keys;
+    use revenant_storage::limits::{ENTRY_BYTES_MAX, READ_PAGE_BYTES_MAX, VALUE_BYTES_MAX};
+    let w = WorkerId::new("conformance", "large");
+    let mut written = vec![entry(&w, 1)];
+    oplog
+        .append(append_entries(&w, 1, written.clone()))
+        .await
+        .unwrap();
+    // One invocation: 300 KB, a value at the bound (16 MiB, more than one FoundationDB
+    // transaction), and a small entry, in one append.
+    let invocation = vec![
+        large_entry(&w, 2, 300_000),
+        large_entry(&w, 3, VALUE_BYTES_MAX),
+        entry(&w, 4),
+    ];
+    oplog
+        .append(append_entries(&w, 2, invocation.clone()))
+        .await
+        .unwrap();
+    written.extend(invocation.clone());
+    let read: Vec<OplogEntry> = read_all(oplog, &w)
+        .await
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    assert!(read == written, "large entries read back whole");
+    // A repeat of the whole append (an unknown commit result) writes nothing.
+    oplog
+        .append(append_entries(&w, 2, invocation))
+        .await
+        .unwrap();
+    assert_eq!(read_all(oplog, &w).await.len(), 4);
+    let bytes = oplog.log_bytes(&w).await.unwrap();
+    assert!(
+        bytes > (VALUE_BYTES_MAX + 300_000) as u64 && bytes < (VALUE_BYTES_MAX + 400_000) as u64,
+        "log bytes {bytes}"
+    );
+
+    // A page holds at most READ_PAGE_BYTES_MAX of entries, whatever the entry limit asks.
+    let big = READ_PAGE_BYTES_MAX / VALUE_BYTES_MAX + 1;
+    for seq in 5..5 + big as u64 {
+        let e = large_entry(&w, seq, VALUE_BYTES_MAX);
+        oplog
+            .append(append_entries(&w, seq, vec![e.clone()]))
+            .await
+            .unwrap();
+        written.push(e);
+    }
+    let page = oplog.read(&w, 3, 1000).await.unwrap();
+    assert!(
+        !page.is_empty() && page.len() < 2 + big,
+        "a page of {} large entries",
+        page.len()
+    );
+    let read: Vec<OplogEntry> = read_all(oplog, &w)
+        .await
+        .into_iter()
+        .map(|e| e.entry)
+        .collect();
+    assert!(
+        read == written,
+        "every large entry read back whole, page by page"
+    );
+
+    // Past the bound: refused, nothing written.
+    let last = written.len() as u64;
+    let too_large = large_entry(&w, last + 1, ENTRY_BYTES_MAX);
+    let err = oplog
+        .append(append_entries(&w, last + 1, vec![too_large]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::EntryTooLarge { .. }), "{err}");
+    assert_eq!(oplog.metadata(&w).await.unwrap().unwrap().last_index, last);
+
+    // A damaged chunk, or a missing one, is reported as corruption of that entry.
+    let chunk = keys::entry_chunk(&w, 3, 5);
+    let original = get(kv, &chunk).await.expect("chunk 5 of entry 3");
+    let mut damaged = original.clone();
+    damaged[100] ^= 0x20;
+    put(kv, chunk.clone(), damaged).await;
+    let err = oplog.read(&w, 3, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Corrupt { seq: 3, reason, .. } if reason.contains("checksum")),
+        "{err}"
+    );
+    kv.transact(|tx, _| {
+        let chunk = chunk.clone();
+        async move {
+            tx.clear(&chunk);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let err = oplog.read(&w, 3, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Corrupt { seq: 3, .. }),
+        "{err}"
+    );
+    put(kv, chunk, original).await;
+    assert!(oplog.read(&w, 3, 1).await.unwrap()[0].entry == written[2]);
+
+    // Truncation takes the chunks of the entries it removes; deletion takes all.
+    oplog.truncate_before(&w, 4).await.unwrap();
+    assert_eq!(rows_in(kv, keys::chunks_before(&w, 4)).await, 0);
+    assert!(rows_in(kv, keys::chunks_from(&w, 4)).await > 0);
+    assert!(oplog.read(&w, 4, 1).await.unwrap()[0].entry == written[3]);
+    oplog.delete_worker(&w).await.unwrap();
+    assert_eq!(rows_in(kv, keys::chunks_from(&w, 0)).await, 0);
+    assert_eq!(oplog.log_bytes(&w).await.unwrap(), 0);
+}
+
+/// A crash between the chunks of a large append and the rows that commit them leaves nothing
+/// visible: after a restart the log ends where it did, and the chunks are collected by the
+/// worker's next append. For the KV backends, whose large appends are written in steps.
+pub async fn a_crash_between_chunks_and_rows_leaves_nothing_half_visible<K: KvStore + Clone>(
+    kv: &K,
+) {
+    use revenant_storage::keys;
+    use revenant_storage::kv_oplog::KvOplog;
+    use revenant_storage::limits::VALUE_BYTES_MAX;
+    let w = WorkerId::new("conformance", "crashed");
+    let oplog = KvOplog::new(kv.clone());
+    oplog.append(append_of(&w, 1..=1, None)).await.unwrap();
+    let mut big = append_entries(&w, 2, vec![large_entry(&w, 2, VALUE_BYTES_MAX)]);
+    big.in_flight = Some(false);
+    oplog.stage_chunks(&big).await.unwrap();
+    drop(oplog);
+
+    // The restart: a new store handle over the same data.
+    let oplog = KvOplog::new(kv.clone());
+    assert_eq!(oplog.metadata(&w).await.unwrap().unwrap().last_index, 1);
+    assert_exact(&w, &read_all(&oplog, &w).await, 1);
+    assert!(
+        rows_in(kv, keys::chunks_from(&w, 2)).await > 200,
+        "the crash left chunks"
+    );
+    // The next append, however small, clears them.
+    oplog.append(append_of(&w, 2..=2, None)).await.unwrap();
+    assert_eq!(rows_in(kv, keys::chunks_from(&w, 0)).await, 0);
+    assert_exact(&w, &read_all(&oplog, &w).await, 2);
+
+    // Staged, then crashed, then retried whole: commits once, reads back whole.
+    let big = append_entries(&w, 3, vec![large_entry(&w, 3, VALUE_BYTES_MAX)]);
+    oplog.stage_chunks(&big).await.unwrap();
+    oplog.append(big.clone()).await.unwrap();
+    let log = read_all(&oplog, &w).await;
+    assert_eq!(log.len(), 3);
+    assert!(log[2].entry == big.entries[0].entry);
+    // Staging an append that already committed changes nothing.
+    oplog.stage_chunks(&big).await.unwrap();
+    assert!(read_all(&oplog, &w).await[2].entry == big.entries[0].entry);
 }
 
 /// Components and API definitions as chunked, content-addressed blobs; the node registry.
