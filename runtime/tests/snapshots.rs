@@ -71,3 +71,36 @@ async fn recovery_from_a_snapshot_equals_a_full_replay() {
         assert_eq!(items.len(), 10);
     }
 }
+
+/// A keyed call's result is kept whole until truncation deletes it: a retry before answers the
+/// first result, a retry after is recognised and refused (`outcome_truncated`), never run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_call_whose_outcome_was_truncated_is_refused_not_run_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
+    let limits = WorkerLimits {
+        snapshot_every: 4,
+        truncate_at_snapshot: true,
+        ..Default::default()
+    };
+    let rt = runtime(store.clone(), limits, cache.path());
+    let worker = WorkerId::new("user-activity", "truncated");
+    let keyed = || {
+        rt.invoke(
+            worker.clone(),
+            "add-activity",
+            vec![Value::String("k".into()), Value::String("keyed".into())],
+            Some("the-key".into()),
+        )
+    };
+    assert_eq!(keyed().await.unwrap(), vec![Value::U64(1)]);
+    assert_eq!(keyed().await.unwrap(), vec![Value::U64(1)], "kept whole");
+    fill(&rt, &worker, 5).await;
+    let err = keyed().await.unwrap_err();
+    assert_eq!(err.code(), "outcome_truncated", "{err}");
+    let count = rt
+        .invoke(worker.clone(), "count", vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(count, vec![Value::U64(6)], "the retry did not run");
+}
