@@ -8,9 +8,13 @@
 #
 #   bench/reads.sh                       # 2 s warm-up, 10 s measured
 #   DURATION=20 CONNECTIONS=128 bench/reads.sh
+#   BINARY=/path/to/old/revenant ONLY=recorded bench/reads.sh   # another build's recorded reads
+#                                        # (one that predates `read_only` has no other kind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+BINARY=${BINARY:-target/release/revenant}
+ONLY=${ONLY:-}
 CONNECTIONS=${CONNECTIONS:-64}
 USERS=${USERS:-1000}
 DURATION=${DURATION:-10}
@@ -31,7 +35,8 @@ trap cleanup EXIT
 # run NAME CONFIG: a fresh server on CONFIG; fill the users, then measure GET count.
 run() {
   local name=$1 config=$2
-  REVENANT_LOG=warn target/release/revenant serve --config "$config" --data "$work/$name" \
+  if [ -n "$ONLY" ] && [ "$ONLY" != "$name" ]; then return; fi
+  REVENANT_LOG=warn "$BINARY" serve --config "$config" --data "$work/$name" \
     --listen 127.0.0.1:0 >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
   local url=""
@@ -67,4 +72,4 @@ echo "| GET /user/{id}/count | req/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---|---|---|"
 awk '{ printf "| %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6 }' "$work/results"
 cat "$work/sizes"
-echo "machine: $(nproc) cores; $USERS users, $CONNECTIONS connections, ${DURATION}s after ${WARMUP}s"
+echo "binary: $BINARY; machine: $(nproc) cores; $USERS users, $CONNECTIONS connections, ${DURATION}s after ${WARMUP}s"

@@ -197,8 +197,13 @@ pub(super) async fn finish(
     }
 }
 
+/// What a digest costs in its entry (a SHA-256 and a length): a result no larger is kept whole,
+/// which is cheaper and lets a divergence show the recorded value (a count, a status).
+const DIGEST_BYTES: usize = 32 + 8;
+
 /// The entry that records a completed call: its result whole when a retry with its idempotency
-/// key may ask for it again, its digest otherwise; refused past the bound on one value.
+/// key may ask for it again (or when it is no larger than its digest), its digest otherwise;
+/// refused past the bound on one value.
 fn recorded_result(key: &str, result: &[Value]) -> Result<OplogEntry, InvokeError> {
     let bytes = revenant_storage::oplog::encoded_len(result);
     if bytes > VALUE_BYTES_MAX {
@@ -207,7 +212,7 @@ fn recorded_result(key: &str, result: &[Value]) -> Result<OplogEntry, InvokeErro
              may return; the call is recorded as failed and the worker keeps its state"
         )));
     }
-    if key.is_empty() {
+    if key.is_empty() && bytes > DIGEST_BYTES {
         let (sha256, bytes) = revenant_storage::oplog::result_digest(result);
         return Ok(OplogEntry::InvocationCompletedDigest { sha256, bytes });
     }
