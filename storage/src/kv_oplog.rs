@@ -45,25 +45,23 @@ impl<K: KvStore> KvOplog<K> {
     #[doc(hidden)]
     pub async fn stage_chunks(&self, append: &Append) -> Result<(), StorageError> {
         let rows = append_rows(append)?;
-        self.write_chunks(&rows, &AppendCheck::of(append, &rows.rows))
-            .await
+        let check = AppendCheck::of(append, &rows.rows);
+        self.write_chunks(Arc::new(rows), Arc::new(check)).await
     }
 
     async fn write_chunks(
         &self,
-        rows: &AppendRows,
-        check: &AppendCheck,
+        rows: Arc<AppendRows>,
+        check: Arc<AppendCheck>,
     ) -> Result<(), StorageError> {
-        let chunks = Arc::new(rows.chunks.clone());
-        let check = Arc::new(check.clone());
-        for (step, first) in (0..chunks.len())
+        for (step, first) in (0..rows.chunks.len())
             .step_by(BLOB_CHUNKS_PER_TRANSACTION)
             .enumerate()
         {
             let committed = self
                 .kv
                 .transact(|tx, _| {
-                    let (chunks, check) = (chunks.clone(), check.clone());
+                    let (rows, check) = (rows.clone(), check.clone());
                     async move {
                         check.fence_in(&tx).await?;
                         if step == 0 {
@@ -73,8 +71,8 @@ impl<K: KvStore> KvOplog<K> {
                             let (b, e) = keys::chunks_from(&check.worker, check.first_seq);
                             tx.clear_range(&b, &e);
                         }
-                        let last = (first + BLOB_CHUNKS_PER_TRANSACTION).min(chunks.len());
-                        for (k, v) in &chunks[first..last] {
+                        let last = (first + BLOB_CHUNKS_PER_TRANSACTION).min(rows.chunks.len());
+                        for (k, v) in &rows.chunks[first..last] {
                             tx.set(k, v);
                         }
                         Ok(false)
@@ -109,11 +107,11 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
         let check = Arc::new(AppendCheck::of(&append, &rows.rows));
         // Small appends (nearly all) are one transaction: chunks and rows together.
         let staged = !rows.chunks.is_empty() && rows.bytes() > APPEND_ONE_TRANSACTION_BYTES_MAX;
+        let rows = Arc::new(rows);
         if staged {
-            self.write_chunks(&rows, &check).await?;
+            self.write_chunks(rows.clone(), check.clone()).await?;
         }
         let (garbage_from, garbage_end) = keys::chunks_from(&append.worker, check.first_seq);
-        let rows = Arc::new(rows);
         self.kv
             .transact(|tx, _maybe_committed| {
                 let (rows, check) = (rows.clone(), check.clone());

@@ -148,14 +148,9 @@ pub(super) async fn finish(
             (Err(error), false)
         }
     };
-    let flushed = match journal.failure() {
-        Some(_) => Err(()),
-        None => journal
-            .flush(false, idempotency_key.clone())
-            .await
-            .map_err(|_| ()),
-    };
-    if flushed.is_ok() {
+    let flushed =
+        journal.failure().is_none() && journal.flush(false, idempotency_key.clone()).await.is_ok();
+    if flushed {
         worker.log.last_index = journal.last_index();
         if let Some(entry) = lifecycle {
             worker.life = worker.life.after(&entry);

@@ -10,7 +10,6 @@ use crate::layout::rows::{Rows, decode_metadata};
 use crate::{Append, WorkerId, leases};
 
 /// What the checks every backend makes before writing an append need of it.
-#[derive(Clone)]
 pub(crate) struct AppendCheck {
     pub worker: WorkerId,
     pub fence: Option<crate::Fence>,
