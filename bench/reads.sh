@@ -4,7 +4,7 @@
 #              appends an invocation and waits for an fdatasync, like a write
 #   read-only  the demo's route (`read_only: true`): in the worker's turn, nothing written
 # Each run: 1,000 users that each have 3 activities, closed model, 64 connections. Also prints
-# the store's size after each run's reads (log bytes the reads cost).
+# the store's journal before and after each run's reads (log bytes the reads cost).
 #
 #   bench/reads.sh                       # 2 s warm-up, 10 s measured
 #   DURATION=20 CONNECTIONS=128 bench/reads.sh
@@ -13,51 +13,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BINARY=${BINARY:-target/release/revenant}
 ONLY=${ONLY:-}
 CONNECTIONS=${CONNECTIONS:-64}
 USERS=${USERS:-1000}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 
-rustup target add wasm32-wasip2 >/dev/null 2>&1
-cargo build --locked -q -p user-activity --target wasm32-wasip2 --profile guest
-cargo build --locked -q --release -p revenant-cli
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/common.sh
 
 # run NAME CONFIG: a fresh server on CONFIG; fill the users, then measure GET count.
 run() {
   local name=$1 config=$2
   if [ -n "$ONLY" ] && [ "$ONLY" != "$name" ]; then return; fi
-  REVENANT_LOG=warn "$BINARY" serve --config "$config" --data "$work/$name" \
-    --listen 127.0.0.1:0 >"$work/$name.out" 2>"$work/$name.err" &
-  pid=$!
-  local url=""
-  for _ in $(seq 600); do
-    url=$(sed -n 's/.*listening on //p' "$work/$name.out" | head -1)
-    if [ -n "$url" ]; then break; fi
-    sleep 0.1
-  done
-  if [ -z "$url" ]; then echo "server did not start: $(cat "$work/$name.err")" >&2; exit 1; fi
+  serve "$name" "$config"
   # Three activities per user (closed model, one request in flight per user at most).
   target/release/revenant loadtest --quiet --name fill --url "$url" --method POST \
     --path '/user/{user}/activities' --body '{"kind":"k","detail":"{tag}"}' --users "$USERS" \
     --connections "$CONNECTIONS" --warmup-secs 0 --duration-secs 3 >/dev/null
   local before after
-  before=$(du -sb "$work/$name/store" | cut -f1)
+  before=$(journal_bytes "$name")
   target/release/revenant loadtest --quiet --name "$name" --url "$url" --path '/user/{user}/count' \
     --users "$USERS" --connections "$CONNECTIONS" --warmup-secs "$WARMUP" \
     --duration-secs "$DURATION" | grep '^RESULT' | tee -a "$work/results"
-  after=$(du -sb "$work/$name/store" | cut -f1)
-  echo "$name store bytes: before reads $before, after $after" | tee -a "$work/sizes"
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  after=$(journal_bytes "$name")
+  echo "$name journal bytes: before reads $before, after $after" | tee -a "$work/sizes"
+  stop
 }
 
 demo=examples/user-activity/revenant.yaml

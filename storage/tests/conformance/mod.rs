@@ -344,24 +344,10 @@ pub fn append_of(
     seqs: std::ops::RangeInclusive<u64>,
     fence: Option<Fence>,
 ) -> Append {
-    let last = *seqs.end();
-    Append {
-        worker: worker.clone(),
-        fence,
-        entries: seqs
-            .map(|seq| SequencedEntry {
-                seq,
-                entry: entry(worker, seq),
-            })
-            .collect(),
-        metadata: WorkerMetadata {
-            component_hash: "h".into(),
-            last_index: last,
-            snapshot_index: 0,
-        },
-        idempotency: None,
-        in_flight: None,
-    }
+    let first = *seqs.start();
+    let mut append = append_entries(worker, first, seqs.map(|seq| entry(worker, seq)).collect());
+    append.fence = fence;
+    append
 }
 
 /// Reads a whole log, page by page.
