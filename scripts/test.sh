@@ -12,12 +12,15 @@ cargo fmt --all -- --check
 
 # Debian packages: libclang for the FoundationDB bindings (cargo feature `foundationdb`, linted
 # with --all-features, runs bindgen at build time); Python with venv for the OpenAPI validator;
-# Chromium for the load-test report.
+# Chromium for the load-test report; PostgreSQL for its backend's tests.
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # Headless Chromium opens the load tester's HTML report (loadtest/tests/report_in_chromium.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# PostgreSQL's server programs: the tests start private servers of their own (initdb, pg_ctl,
+# as the postgres user when run as root) for the PostgreSQL backend's conformance suite.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi

@@ -548,16 +548,16 @@ impl SnapshotReader for FjallReader {
 impl OccBackend for EmbeddedStore {
     type Tx = EmbeddedTx;
 
-    fn begin(&self) -> Result<EmbeddedTx, KvError> {
+    fn begin(&self) -> impl Future<Output = Result<EmbeddedTx, KvError>> + Send {
         // The snapshot and its version are taken together, under the lock the committer holds
         // while it makes a batch visible.
         let visible = self.visible.lock().expect("visible lock");
-        Ok(BufferedTx::new(FjallReader {
+        std::future::ready(Ok(BufferedTx::new(FjallReader {
             snapshot: self.db.snapshot(),
             keyspace: self.keyspace.clone(),
             read_version: visible.version,
             started: Instant::now(),
-        }))
+        })))
     }
 
     fn commit(&self, tx: EmbeddedTx) -> impl Future<Output = Result<(), KvError>> + Send {

@@ -81,3 +81,12 @@ pub const BLOB_CHUNKS_PER_TRANSACTION: usize = 16;
 
 /// Largest blob (a component or an API definition) accepted.
 pub const BLOB_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Connections one node keeps to PostgreSQL: each transaction holds one from its `BEGIN` to its
+/// `COMMIT`, so this bounds the node's concurrent transactions there; more wait for one. Well
+/// under PostgreSQL's default `max_connections` (100) with three nodes.
+pub const PG_CONNECTIONS_MAX: usize = 16;
+
+/// PostgreSQL's `statement_timeout` on every connection: a statement stuck behind a lock or an
+/// overloaded server fails (and its transaction is retried or reported) instead of hanging.
+pub const PG_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

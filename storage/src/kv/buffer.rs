@@ -112,6 +112,28 @@ impl TxBuffer {
         self.points.is_empty() && self.cleared.is_empty()
     }
 
+    /// Whether this transaction wrote (or cleared) anything in `[begin, end)`: then a range read
+    /// must see the whole range to merge its writes in.
+    pub fn touches(&self, begin: &[u8], end: &[u8]) -> bool {
+        self.points
+            .range(begin.to_vec()..end.to_vec())
+            .next()
+            .is_some()
+            || self
+                .cleared
+                .iter()
+                .any(|(b, e)| b.as_slice() < end && begin < e.as_slice())
+    }
+
+    /// Whether a read of `key` needs the snapshot's value (the writes alone do not answer it).
+    pub fn needs_base(&self, key: &[u8]) -> bool {
+        match self.points.get(key) {
+            Some(Point::Value(_)) => false,
+            Some(Point::Atomic(_)) => true,
+            None => !self.in_cleared(key),
+        }
+    }
+
     /// Reads `key` through this transaction's writes; `base` reads the snapshot.
     pub fn get(
         &mut self,
@@ -155,16 +177,7 @@ impl TxBuffer {
         if begin >= end {
             return Ok(Vec::new());
         }
-        let touched = self
-            .points
-            .range(begin.to_vec()..end.to_vec())
-            .next()
-            .is_some()
-            || self
-                .cleared
-                .iter()
-                .any(|(b, e)| b.as_slice() < end && begin < e.as_slice());
-        let rows = if touched {
+        let rows = if self.touches(begin, end) {
             let all = base(KV_RANGE_ROWS_MAX, false)?;
             if all.len() >= KV_RANGE_ROWS_MAX {
                 return Err(KvError::Invalid(format!(

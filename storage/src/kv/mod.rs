@@ -131,12 +131,17 @@ pub trait KvStore: Send + Sync + 'static {
         Fut: Future<Output = Result<T, KvError>> + Send;
 }
 
-/// The backends that implement transactions themselves (optimistic concurrency in this process)
-/// share one retry loop.
+/// The backends whose transactions this crate drives (optimistic concurrency in this process,
+/// or PostgreSQL's) share one retry loop.
 pub(crate) trait OccBackend: Send + Sync {
     type Tx: Transaction;
-    fn begin(&self) -> Result<Self::Tx, KvError>;
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx, KvError>> + Send;
     fn commit(&self, tx: Self::Tx) -> impl Future<Output = Result<(), KvError>> + Send;
+    /// Ends a transaction whose closure failed. Nothing to do where a transaction holds nothing
+    /// open until its commit (the in-process backends); PostgreSQL rolls back.
+    fn abandon(&self, _tx: Self::Tx) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 pub(crate) async fn run_transaction<B, T, F, Fut>(backend: &B, f: F) -> Result<T, KvError>
@@ -149,11 +154,16 @@ where
     let mut maybe_committed = false;
     let mut last = KvError::Conflict;
     for _ in 0..KV_ATTEMPTS_MAX {
-        let tx = backend.begin()?;
-        let error = match f(tx.clone(), MaybeCommitted(maybe_committed)).await {
-            Ok(value) => match backend.commit(tx).await {
-                Ok(()) => return Ok(value),
-                Err(e) => e,
+        let error = match backend.begin().await {
+            Ok(tx) => match f(tx.clone(), MaybeCommitted(maybe_committed)).await {
+                Ok(value) => match backend.commit(tx).await {
+                    Ok(()) => return Ok(value),
+                    Err(e) => e,
+                },
+                Err(e) => {
+                    backend.abandon(tx).await;
+                    e
+                }
             },
             Err(e) => e,
         };

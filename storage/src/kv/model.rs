@@ -228,13 +228,13 @@ impl SnapshotReader for ModelReader {
 impl OccBackend for FdbModel {
     type Tx = ModelTx;
 
-    fn begin(&self) -> Result<ModelTx, KvError> {
+    fn begin(&self) -> impl Future<Output = Result<ModelTx, KvError>> + Send {
         let version = self.state.lock().expect("model lock").version;
-        Ok(BufferedTx::new(ModelReader {
+        std::future::ready(Ok(BufferedTx::new(ModelReader {
             state: self.state.clone(),
             read_version: version,
             started: Instant::now(),
-        }))
+        })))
     }
 
     fn commit(&self, tx: ModelTx) -> impl Future<Output = Result<(), KvError>> + Send {
