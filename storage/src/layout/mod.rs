@@ -6,6 +6,7 @@
 pub(crate) mod append;
 pub mod keys;
 pub(crate) mod rows;
+pub mod shard;
 
 /// A family of keys: the first element of every key's tuple. Each family holds one kind of
 /// record (`keys` documents the whole layout).
