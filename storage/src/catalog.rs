@@ -25,8 +25,11 @@ pub struct BlobRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub node: String,
+    /// Where peers reach the node's internal listener (`http://host:port`).
     pub address: String,
     pub heartbeat_ms: u64,
+    /// The node is shutting down: it takes no shards and hands over those it holds.
+    pub leaving: bool,
 }
 
 /// What kind of named blob.
@@ -255,19 +258,10 @@ pub async fn live<K: KvStore>(kv: &K, kind: BlobKind) -> Result<Vec<(String, u64
         .collect()
 }
 
-/// Records that `node` is alive at `address` at `now_ms`.
-pub async fn heartbeat<K: KvStore>(
-    kv: &K,
-    node: &str,
-    address: &str,
-    now_ms: u64,
-) -> Result<(), KvError> {
-    let record = encode(&NodeRecord {
-        node: node.to_string(),
-        address: address.to_string(),
-        heartbeat_ms: now_ms,
-    });
-    let key = keys::node(node);
+/// Records a node's heartbeat: alive at `record.address` at `record.heartbeat_ms`.
+pub async fn heartbeat<K: KvStore>(kv: &K, record: &NodeRecord) -> Result<(), KvError> {
+    let key = keys::node(&record.node);
+    let record = encode(record);
     kv.transact(|tx, _| {
         let (key, record) = (key.clone(), record.clone());
         async move {
@@ -284,14 +278,14 @@ pub async fn live_nodes<K: KvStore>(
     now_ms: u64,
     ttl_ms: u64,
 ) -> Result<Vec<NodeRecord>, KvError> {
+    let mut live = nodes(kv).await?;
+    live.retain(|n| n.heartbeat_ms + ttl_ms >= now_ms);
+    Ok(live)
+}
+
+/// Every node that ever heartbeat, in id order, with its last heartbeat.
+pub async fn nodes<K: KvStore>(kv: &K) -> Result<Vec<NodeRecord>, KvError> {
     let (begin, end) = keys::nodes_range();
     let rows = snapshot_range(kv, &begin, &end, KV_RANGE_ROWS_MAX).await?;
-    let mut live = Vec::new();
-    for (_, v) in rows {
-        let n: NodeRecord = decode(&v)?;
-        if n.heartbeat_ms + ttl_ms >= now_ms {
-            live.push(n);
-        }
-    }
-    Ok(live)
+    rows.iter().map(|(_, v)| decode(v)).collect()
 }

@@ -63,11 +63,13 @@ impl<K: KvStore> KvOplog<K> {
                 .transact(|tx, _| {
                     let (rows, check) = (rows.clone(), check.clone());
                     async move {
+                        // Committed already (checked before the fence, as in `decide`): the
+                        // rows' transaction finds out whether it was this append.
+                        if step == 0 && check.committed_in(&tx).await? {
+                            return Ok(true);
+                        }
                         check.fence_in(&tx).await?;
                         if step == 0 {
-                            if check.committed_in(&tx).await? {
-                                return Ok(true);
-                            }
                             let (b, e) = keys::chunks_from(&check.worker, check.first_seq);
                             tx.clear_range(&b, &e);
                         }

@@ -38,9 +38,14 @@ impl AppendCheck {
         first: Option<&[u8]>,
         metadata: Option<&[u8]>,
     ) -> Result<bool, KvError> {
+        // Idempotency before fencing: an earlier attempt that committed did so under the
+        // lease it then held, and its repeat writes nothing. Refusing it because the lease has
+        // moved since would tell the caller its call did not happen, and it would be run again.
+        if first == Some(self.first_row.1.as_slice()) {
+            return Ok(false);
+        }
         self.check_fence(lease)?;
         match first {
-            Some(stored) if stored == self.first_row.1.as_slice() => return Ok(false),
             Some(_) => {
                 return Err(KvError::Invalid(format!(
                     "entry {} of {} already holds a different entry",

@@ -17,6 +17,7 @@
 //! ("n", node)                     -> node heartbeat {address, heartbeat_ms}
 //! ("live", kind, name)            -> the version of component (kind "c") or definition ("api")
 //!                                    `name` that is deployed; absent when none is
+//! ("cl", "shards")                -> the cluster's shard count, u32 big-endian, fixed at first use
 //! ```
 
 use super::Family;
@@ -119,6 +120,23 @@ pub fn nodes_range() -> (Vec<u8>, Vec<u8>) {
 
 pub fn shard_lease(shard: u32) -> Vec<u8> {
     pack(&(LEASE, shard))
+}
+
+pub fn leases_range() -> (Vec<u8>, Vec<u8>) {
+    let begin = pack(&(LEASE,));
+    let mut end = begin.clone();
+    end.push(0xff);
+    (begin, end)
+}
+
+pub fn shard_of_lease_key(key: &[u8]) -> Option<u32> {
+    let (_, shard): (String, u32) = unpack(key).ok()?;
+    Some(shard)
+}
+
+/// The cluster's shard count.
+pub fn cluster_shards() -> Vec<u8> {
+    pack(&(super::Family::Cluster.tag(), "shards"))
 }
 
 pub fn worker_metadata(worker: &WorkerId) -> Vec<u8> {

@@ -34,6 +34,9 @@ pub enum Family {
     Node,
     /// `("live", kind, name)`: the deployed version of a component or definition.
     Live,
+    /// `("cl", setting)`: cluster-wide settings fixed when the store is first used (the shard
+    /// count).
+    Cluster,
 }
 
 impl Family {
@@ -51,6 +54,7 @@ impl Family {
             Self::Blob => "cb",
             Self::Node => "n",
             Self::Live => "live",
+            Self::Cluster => "cl",
         }
     }
 }

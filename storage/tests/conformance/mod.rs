@@ -549,6 +549,14 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
         .await
         .unwrap();
     assert_exact(&f, &read_all(oplog, &f).await, 2);
+    // A repeat of an append that committed under its lease (its first attempt's outcome was
+    // unknown) succeeds even after the lease moved: it wrote nothing new, and refusing it would
+    // make the caller retry elsewhere and apply the call twice.
+    oplog
+        .append(append_of(&f, 1..=1, fence_a))
+        .await
+        .expect("a committed append repeated after the lease moved");
+    leases_suite(kv, oplog).await;
     assert!(
         oplog
             .metadata(&WorkerId::new("conformance", "nobody"))
@@ -557,6 +565,75 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
             .is_none()
     );
     large_entries(kv, oplog).await;
+}
+
+/// Several shards' leases changed in one transaction; a release fences its holder at once.
+async fn leases_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
+    let (s1, s2, s3) = (101, 102, 103);
+    let got = leases::update(kv, "node-a", 10_000, 500, &[s1, s2, s3], &[])
+        .await
+        .unwrap();
+    assert!(
+        got.iter()
+            .all(|(_, l)| l.as_ref().is_some_and(|l| l.epoch == 1))
+    );
+    // Another node cannot take them while they are held; renewing keeps the epoch.
+    let other = leases::update(kv, "node-b", 10_100, 500, &[s1], &[])
+        .await
+        .unwrap();
+    assert_eq!(other, vec![(s1, None)]);
+    let renewed = leases::update(kv, "node-a", 10_200, 500, &[s1], &[s2])
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed[0].1.as_ref().map(|l| (l.epoch, l.expires_at_ms)),
+        Some((1, 10_700))
+    );
+    let all: std::collections::BTreeMap<u32, leases::Lease> =
+        leases::all(kv).await.unwrap().into_iter().collect();
+    let released = &all[&s2];
+    assert_eq!(
+        (
+            released.node.as_str(),
+            released.epoch,
+            released.expires_at_ms
+        ),
+        ("", 2, 0),
+        "a release empties the holder and grows the epoch"
+    );
+    // The releaser's appends are refused at once, before anyone takes the shard.
+    let w = WorkerId::new("conformance", "released");
+    let err = oplog
+        .append(append_of(
+            &w,
+            1..=1,
+            Some(Fence {
+                shard: s2,
+                epoch: 1,
+            }),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Fenced { found: Some(2), .. }),
+        "{err}"
+    );
+    // The next taker need not wait for the lease to expire.
+    let b = leases::acquire(kv, s2, "node-b", 10_300, 500)
+        .await
+        .unwrap();
+    assert_eq!(b.map(|l| l.epoch), Some(3));
+    // Releasing a shard one does not hold changes nothing.
+    leases::update(kv, "node-a", 10_400, 500, &[], &[s2])
+        .await
+        .unwrap();
+    let all: std::collections::BTreeMap<u32, leases::Lease> =
+        leases::all(kv).await.unwrap().into_iter().collect();
+    assert_eq!((all[&s2].node.as_str(), all[&s2].epoch), ("node-b", 3));
+    assert_eq!(all[&s3].node, "node-a");
+    // The shard count is fixed by the first node to ask.
+    assert_eq!(leases::shard_count(kv, 64).await.unwrap(), 64);
+    assert_eq!(leases::shard_count(kv, 16).await.unwrap(), 64);
 }
 
 /// Text of `bytes` bytes that differs per entry and does not repeat within a chunk.
@@ -857,10 +934,16 @@ pub async fn catalog_suite<K: KvStore>(kv: &K) {
         vec![("conformance-c".to_string(), 1)]
     );
 
-    catalog::heartbeat(kv, "conformance-node-a", "127.0.0.1:1", 1_000)
+    let record = |node: &str, heartbeat_ms| catalog::NodeRecord {
+        node: node.to_string(),
+        address: "http://127.0.0.1:1".into(),
+        heartbeat_ms,
+        leaving: false,
+    };
+    catalog::heartbeat(kv, &record("conformance-node-a", 1_000))
         .await
         .unwrap();
-    catalog::heartbeat(kv, "conformance-node-b", "127.0.0.1:2", 1_500)
+    catalog::heartbeat(kv, &record("conformance-node-b", 1_500))
         .await
         .unwrap();
     let live: Vec<String> = catalog::live_nodes(kv, 2_000, 600)
