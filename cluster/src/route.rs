@@ -1,0 +1,87 @@
+//! Routing one call to the node that serves its worker: here, or forwarded to the holder, and
+//! tried again, bounded, while the shard has no holder or its holder changes. Callers supply
+//! the two ways a call is made (locally, and over the network) so that the same loop runs in
+//! the server (the runtime and HTTP) and in the simulation (a state machine and a simulated
+//! network).
+
+use crate::limits::{ROUTE_ATTEMPTS_MAX, ROUTE_BACKOFF_MAX, ROUTE_BACKOFF_MIN, ROUTE_SLACK};
+use crate::membership::{Location, Membership};
+use revenant_storage::kv::KvStore;
+use revenant_storage::{Fence, WorkerId};
+use std::future::Future;
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// An answer for the caller (success or a final error).
+    Done(T),
+    /// The call did not happen where it was sent (that node does not serve the worker, or it
+    /// could not be reached before the request was sent): it may be sent again.
+    Moved,
+}
+
+/// Why a call could not be routed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// No node took the worker's shard in time.
+    NoHolder { shard: u32, attempts: u32 },
+    /// This request has been forwarded `HOPS_MAX` times already and this node does not serve
+    /// the worker: the node before it retries.
+    TooManyHops,
+}
+
+/// Where the request stands on its way: how many times it was forwarded before reaching here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hops(pub u32);
+
+/// Makes the call where `worker` is served, trying again while it moves. `local` runs it here
+/// under the given fence; `remote` forwards it to a node's address.
+pub async fn route<K, T, L, LF, R, RF>(
+    membership: &Membership<K>,
+    worker: &WorkerId,
+    hops: Hops,
+    local: L,
+    remote: R,
+) -> Result<T, RouteError>
+where
+    K: KvStore,
+    L: Fn(Fence) -> LF,
+    LF: Future<Output = Attempt<T>>,
+    R: Fn(String) -> RF,
+    RF: Future<Output = Attempt<T>>,
+{
+    let deadline = tokio::time::Instant::now() + membership.lease() + ROUTE_SLACK;
+    let mut backoff = ROUTE_BACKOFF_MIN;
+    let mut last_shard = membership.shard_of(worker);
+    for attempt in 1..=ROUTE_ATTEMPTS_MAX {
+        let outcome = match membership.locate(worker) {
+            Location::Here(fence) => Some(local(fence).await),
+            // A forwarded request that reached a node that does not serve the worker goes
+            // back to the node before it instead of further.
+            Location::Remote { .. } if hops.0 >= crate::limits::HOPS_MAX => {
+                return Err(RouteError::TooManyHops);
+            }
+            Location::Remote { address, .. } => Some(remote(address).await),
+            Location::Unknown { shard } => {
+                last_shard = shard;
+                None
+            }
+        };
+        if let Some(Attempt::Done(answer)) = outcome {
+            return Ok(answer);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || attempt == ROUTE_ATTEMPTS_MAX {
+            return Err(RouteError::NoHolder {
+                shard: last_shard,
+                attempts: attempt,
+            });
+        }
+        tokio::time::sleep(backoff.min(deadline - now)).await;
+        backoff = (backoff * 2).min(ROUTE_BACKOFF_MAX);
+        if let Err(e) = membership.refresh().await {
+            tracing::debug!("cannot refresh the lease table: {e}");
+        }
+    }
+    unreachable!("the loop returns at its last attempt")
+}
