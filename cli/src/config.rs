@@ -36,7 +36,92 @@ struct ConfigFile {
     outgoing_http: OutgoingFile,
     #[serde(default)]
     admin: AdminFile,
+    /// Where workers' logs live: `embedded` (the default), `postgres://...`, or
+    /// `foundationdb[:<cluster file>]`.
+    store: Option<Spanned<String>>,
+    #[serde(default)]
+    cluster: ClusterFile,
 }
+
+/// `cluster:` — a node of several sharing one store (PostgreSQL or FoundationDB).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    /// This node's id; generated once into `<data>/node-id` if unset.
+    node_id: Option<Spanned<String>>,
+    /// The internal listener other nodes forward calls to.
+    listen: Option<Spanned<String>>,
+    /// The URL peers reach the internal listener at, when it is not `http://<listen>`.
+    advertise: Option<Spanned<String>>,
+    /// The shared secret every member presents (or `REVENANT_CLUSTER_SECRET`).
+    secret: Option<Spanned<String>>,
+    /// Shards of a new store (fixed at its first use).
+    shards: Option<Spanned<u64>>,
+    lease_ms: Option<Spanned<u64>>,
+}
+
+/// The store the server runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// fjall under `<data>/store`: one node.
+    Embedded,
+    /// A PostgreSQL database several nodes share.
+    Postgres(String),
+    /// A FoundationDB cluster, by its cluster file (`None`: the client's default).
+    FoundationDb(Option<String>),
+}
+
+impl StoreChoice {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t == "embedded" {
+            Ok(Self::Embedded)
+        } else if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+            Ok(Self::Postgres(t.to_string()))
+        } else if t == "foundationdb" {
+            Ok(Self::FoundationDb(None))
+        } else if let Some(file) = t.strip_prefix("foundationdb:") {
+            Ok(Self::FoundationDb(Some(file.to_string())))
+        } else {
+            Err(format!(
+                "`{t}` is not a store: use `embedded`, `postgres://user@host:port/database` or \
+                 `foundationdb[:<cluster file>]`"
+            ))
+        }
+    }
+
+    /// How the store is named in messages: a PostgreSQL URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Embedded => "embedded".into(),
+            Self::Postgres(url) => match url.split_once("://").and_then(|(scheme, rest)| {
+                let (auth, host) = rest.split_once('@')?;
+                let user = auth.split(':').next().unwrap_or("");
+                Some(format!("{scheme}://{user}@{host}"))
+            }) {
+                Some(redacted) => redacted,
+                None => url.clone(),
+            },
+            Self::FoundationDb(None) => "foundationdb".into(),
+            Self::FoundationDb(Some(f)) => format!("foundationdb:{f}"),
+        }
+    }
+}
+
+/// A validated `cluster:`.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: Option<String>,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub secret: Option<String>,
+    pub shards: u32,
+    pub lease: Duration,
+}
+
+/// Shortest cluster secret accepted: it is all that keeps non-members off the internal
+/// listener.
+pub const CLUSTER_SECRET_CHARS_MIN: usize = 16;
 
 /// `outgoing_http:` — what guests' requests may reach, and their bounds (defaults in
 /// `runtime::limits`).
@@ -120,6 +205,8 @@ pub struct Config {
     /// The configured admin token (file or environment), if any.
     pub admin_token: Option<String>,
     pub admin_hosts: Vec<String>,
+    pub store: StoreChoice,
+    pub cluster: ClusterConfig,
 }
 
 /// Flags and environment variables that override the file.
@@ -128,6 +215,10 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    /// `--store` / `REVENANT_STORE`, as given.
+    pub store: Option<String>,
+    pub node_id: Option<String>,
+    pub cluster_listen: Option<SocketAddr>,
 }
 
 /// Reads and parses the project file (syntax and key names only).
@@ -361,6 +452,30 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
+    let store = match (&overrides.store, &file.store) {
+        (Some(s), _) => StoreChoice::parse(s)
+            .map_err(|e| {
+                problems.push(Diagnostic::new(
+                    Location {
+                        file: "--store (or REVENANT_STORE)".into(),
+                        line: 1,
+                        column: 1,
+                    },
+                    e,
+                ))
+            })
+            .ok(),
+        (None, Some(s)) => StoreChoice::parse(s)
+            .map_err(|e| {
+                problems.push(Diagnostic::new(
+                    Location::of_span(&file_name, s.span()),
+                    format!("`store`: {e}"),
+                ))
+            })
+            .ok(),
+        (None, None) => Some(StoreChoice::Embedded),
+    };
+    let cluster = cluster_config(&file_name, &file.cluster, overrides, &mut problems);
     let spec = ApiSpec {
         auth: file.auth.clone(),
         routes: file.routes.clone(),
@@ -381,20 +496,136 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             None
         }
     };
-    match (listen, api) {
-        (Some(listen), Some(api)) if problems.is_empty() => Ok(Config {
-            data,
-            listen,
-            admin_listen,
-            components,
-            limits,
-            server,
-            api,
-            outgoing_http,
-            admin_token,
-            admin_hosts,
-        }),
+    match (listen, api, store, cluster) {
+        (Some(listen), Some(api), Some(store), Some(cluster)) if problems.is_empty() => {
+            Ok(Config {
+                data,
+                listen,
+                admin_listen,
+                components,
+                limits,
+                server,
+                api,
+                outgoing_http,
+                admin_token,
+                admin_hosts,
+                store,
+                cluster,
+            })
+        }
         _ => Err(Diagnostics(problems)),
+    }
+}
+
+fn cluster_config(
+    file_name: &str,
+    c: &ClusterFile,
+    overrides: &Overrides,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<ClusterConfig> {
+    use revenant_cluster::limits::{
+        LEASE_DEFAULT, LEASE_MAX, LEASE_MIN, SHARDS_DEFAULT, SHARDS_MAX,
+    };
+    let before = problems.len();
+    let listen = match (&overrides.cluster_listen, &c.listen) {
+        (Some(a), _) => Some(*a),
+        (None, Some(s)) => s
+            .parse::<SocketAddr>()
+            .map_err(|e| {
+                problems.push(Diagnostic::new(
+                    Location::of_span(file_name, s.span()),
+                    format!("`cluster.listen` must be an address like 127.0.0.1:7001: {e}"),
+                ))
+            })
+            .ok(),
+        (None, None) => Some("127.0.0.1:0".parse().expect("valid default")),
+    };
+    let advertise = c.advertise.as_ref().and_then(|a| {
+        let ok = (a.starts_with("http://") || a.starts_with("https://"))
+            && a.parse::<http::Uri>().is_ok();
+        if !ok {
+            problems.push(Diagnostic::new(
+                Location::of_span(file_name, a.span()),
+                "`cluster.advertise` must be a URL like http://10.0.0.5:7001",
+            ));
+        }
+        ok.then(|| a.trim_end_matches('/').to_string())
+    });
+    let secret = match (env_var("REVENANT_CLUSTER_SECRET"), &c.secret) {
+        (Some(s), _) => Some(s),
+        (None, Some(s)) => Some(s.to_string()),
+        (None, None) => None,
+    };
+    if let Some(s) = &secret
+        && (s.len() < CLUSTER_SECRET_CHARS_MIN || http::HeaderValue::from_str(s).is_err())
+    {
+        let at = match &c.secret {
+            Some(s) => Location::of_span(file_name, s.span()),
+            None => Location {
+                file: "REVENANT_CLUSTER_SECRET".into(),
+                line: 1,
+                column: 1,
+            },
+        };
+        problems.push(Diagnostic::new(
+            at,
+            format!(
+                "the cluster secret must be at least {CLUSTER_SECRET_CHARS_MIN} visible ASCII \
+                 characters"
+            ),
+        ));
+    }
+    let node_id = match (&overrides.node_id, &c.node_id) {
+        (Some(n), _) => Some(n.clone()),
+        (None, Some(n)) => Some(n.to_string()),
+        (None, None) => None,
+    };
+    if let Some(n) = &node_id
+        && (n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.'))
+    {
+        let at = match &c.node_id {
+            Some(s) if overrides.node_id.is_none() => Location::of_span(file_name, s.span()),
+            _ => Location {
+                file: "--node-id (or REVENANT_NODE_ID)".into(),
+                line: 1,
+                column: 1,
+            },
+        };
+        problems.push(Diagnostic::new(
+            at,
+            "a node id has 1 to 64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    let shards = limit(
+        file_name,
+        &c.shards,
+        "cluster.shards",
+        1..=u64::from(SHARDS_MAX),
+        problems,
+    )
+    .map_or(SHARDS_DEFAULT, |n| n as u32);
+    let lease = limit(
+        file_name,
+        &c.lease_ms,
+        "cluster.lease_ms",
+        LEASE_MIN.as_millis() as u64..=LEASE_MAX.as_millis() as u64,
+        problems,
+    )
+    .map_or(LEASE_DEFAULT, Duration::from_millis);
+    match listen {
+        Some(listen) if problems.len() == before => Some(ClusterConfig {
+            node_id,
+            listen,
+            advertise,
+            secret,
+            shards,
+            lease,
+        }),
+        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin_client;
 mod admin_token;
+mod cluster_node;
 mod config;
 
 use anyhow::Context;
@@ -129,6 +130,16 @@ struct ProjectArgs {
     /// Address of the admin API (worker lifecycle), overriding the file's `admin_listen`.
     #[arg(long, env = "REVENANT_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// The store, overriding the file's `store`: `embedded`, `postgres://user@host:port/db`,
+    /// or `foundationdb[:<cluster file>]`.
+    #[arg(long, env = "REVENANT_STORE")]
+    store: Option<String>,
+    /// This node's id in a cluster, overriding `cluster.node_id`.
+    #[arg(long, env = "REVENANT_NODE_ID")]
+    node_id: Option<String>,
+    /// The internal listener for calls other nodes forward, overriding `cluster.listen`.
+    #[arg(long, env = "REVENANT_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -193,37 +204,67 @@ enum Mode {
 }
 
 async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
-    let run = mode == Mode::Serve;
     let overrides = config::Overrides {
         data: args.data,
         listen: args.listen,
         admin_listen: args.admin_listen,
+        store: args.store,
+        node_id: args.node_id,
+        cluster_listen: args.cluster_listen,
     };
     let config =
         config::load(&args.config, &overrides).map_err(|d| Failure::Invalid(d.to_string()))?;
-    // Components are compiled before the store is opened: a project that cannot serve never
-    // touches its data.
-    let cache_dir = config.data.join("cache");
-    let store_dir = config.data.join("store");
-    let store = if run {
-        Some(Arc::new(EmbeddedStore::open(&store_dir).with_context(
-            || format!("opening the store in {}", store_dir.display()),
-        )?))
-    } else {
-        None
-    };
-    let oplog: Arc<dyn revenant_storage::OplogStore> = match &store {
-        Some(store) => store.clone(),
-        None => Arc::new(revenant_storage::memory::MemoryStore::default()),
-    };
+    if mode != Mode::Serve {
+        return check(&args.config, &config, mode);
+    }
+    let store = config.store.describe();
+    match config.store.clone() {
+        config::StoreChoice::Embedded => {
+            let store_dir = config.data.join("store");
+            let kv = Arc::new(EmbeddedStore::open(&store_dir).with_context(|| {
+                format!("store `embedded`: cannot open {}", store_dir.display())
+            })?);
+            run(config, kv.clone(), kv, false).await
+        }
+        config::StoreChoice::Postgres(url) => {
+            let kv = Arc::new(
+                revenant_storage::postgres::PgStore::open(&url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("store `{store}`: cannot open it: {e}"))?,
+            );
+            let oplog = Arc::new(revenant_storage::kv_oplog::KvOplog::new(kv.clone()));
+            run(config, kv, oplog, true).await
+        }
+        #[cfg(feature = "foundationdb")]
+        config::StoreChoice::FoundationDb(cluster_file) => {
+            // The client's network thread runs until the server returns.
+            let _network = revenant_storage::fdb::start_network();
+            let kv = Arc::new(
+                revenant_storage::fdb::FdbStore::open(cluster_file.as_deref())
+                    .map_err(|e| anyhow::anyhow!("store `{store}`: cannot open it: {e}"))?,
+            );
+            let oplog = Arc::new(revenant_storage::kv_oplog::KvOplog::new(kv.clone()));
+            run(config, kv, oplog, true).await
+        }
+        #[cfg(not(feature = "foundationdb"))]
+        config::StoreChoice::FoundationDb(_) => Err(Failure::Other(anyhow::anyhow!(
+            "store `{store}`: this build has no FoundationDB client; build with `cargo build \
+             --release --features foundationdb` (needs libfdb_c)"
+        ))),
+    }
+}
+
+/// `revenant check` and `revenant openapi`: the project is compiled and bound against an
+/// in-memory store; nothing on disk is touched.
+fn check(path: &std::path::Path, config: &config::Config, mode: Mode) -> Result<(), Failure> {
     let runtime = Runtime::new(
         RuntimeConfig {
             components: config.components.clone(),
-            cache_dir,
+            cache_dir: config.data.join("cache"),
             limits: config.limits.clone(),
             outgoing_http: config.outgoing_http.clone(),
         },
-        oplog,
+        Arc::new(revenant_storage::memory::MemoryStore::default()),
         Arc::new(SystemEnvironment::new()),
     )
     .context("loading components")?;
@@ -234,32 +275,64 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         println!("{text}");
         return Ok(());
     }
-    let Some(store) = store else {
-        let read_only: Vec<String> = config
-            .api
-            .routes
-            .iter()
-            .filter(|r| r.read_only)
-            .map(|r| r.describe())
-            .collect();
-        println!(
-            "{}: ok ({} routes; read-only: {})",
-            args.config.display(),
-            config.api.routes.len(),
-            if read_only.is_empty() {
-                "none".to_string()
-            } else {
-                read_only.join(", ")
-            }
-        );
-        return Ok(());
+    let read_only: Vec<String> = config
+        .api
+        .routes
+        .iter()
+        .filter(|r| r.read_only)
+        .map(|r| r.describe())
+        .collect();
+    println!(
+        "{}: ok ({} routes; read-only: {})",
+        path.display(),
+        config.api.routes.len(),
+        if read_only.is_empty() {
+            "none".to_string()
+        } else {
+            read_only.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// Serves the project on a store: `shared` (PostgreSQL, FoundationDB) makes this node a member
+/// of the cluster the store holds.
+async fn run<K: revenant_storage::kv::KvStore>(
+    config: config::Config,
+    kv: Arc<K>,
+    oplog: Arc<dyn revenant_storage::OplogStore>,
+    shared: bool,
+) -> Result<(), Failure> {
+    // A shared store's cluster needs its secret before anything else happens.
+    let secret = match (shared, &config.cluster.secret) {
+        (true, None) => {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "store `{}` is shared by a cluster: set its secret in `cluster.secret` or \
+                 REVENANT_CLUSTER_SECRET (at least {} characters, the same on every node)",
+                config.store.describe(),
+                config::CLUSTER_SECRET_CHARS_MIN
+            )));
+        }
+        (_, secret) => secret.clone(),
     };
-    drop(gateway);
+    let runtime = Runtime::new(
+        RuntimeConfig {
+            components: config.components.clone(),
+            cache_dir: config.data.join("cache"),
+            limits: config.limits.clone(),
+            outgoing_http: config.outgoing_http.clone(),
+        },
+        oplog,
+        Arc::new(SystemEnvironment::new()),
+    )
+    .context("loading components")?;
+    // The project file's routes were checked by `config::load`; this binds them.
+    Gateway::new(runtime.clone(), &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
     // The project file's routes and everything deployed through the admin API.
     let deployments = Arc::new(
         Deployments::open(
             runtime.clone(),
-            store,
+            kv.clone(),
             config.api.clone(),
             Arc::new(config::env_var),
         )
@@ -280,15 +353,37 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     let addr = listener.local_addr().context("reading the bound address")?;
     // Guests may not call back into this node unless `outgoing_http.allow` says so.
     runtime.refuse_egress_to(addr);
+    // SIGTERM or Ctrl-C: both listeners stop accepting and drain, then the workers leave.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let node = match secret {
+        Some(secret) if shared => Some(
+            cluster_node::start(
+                &config,
+                kv.clone(),
+                runtime.clone(),
+                deployments.live(),
+                &secret,
+                stopping.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("revenant listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    // SIGTERM or Ctrl-C: both listeners stop accepting and drain, then the workers leave.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
+    {
+        let node = node.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            // A node of a cluster hands its shards over first, so that the others take them
+            // at once; it keeps serving (forwarding) while its listeners drain.
+            if let Some(node) = &node {
+                node.leave().await;
+            }
+            let _ = stop.send(true);
+        });
+    }
     let mut admin_server = None;
     if let (Some(admin_addr), Some((token, file))) = (config.admin_listen, admin_token) {
         let admin = tokio::net::TcpListener::bind(admin_addr)
@@ -311,24 +406,28 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
             access,
         ));
         let stop = stopping.clone();
+        let server = config.server;
         admin_server = Some(tokio::spawn(async move {
             if let Err(e) =
-                revenant_gateway::serve_with(admin, handler, config.server, stopped(stop)).await
+                revenant_gateway::serve_with(admin, handler, server, stopped(stop)).await
             {
                 tracing::error!("admin API stopped: {e}");
             }
         }));
     }
-    // Invocations the last process died in resume now, not on their worker's next call.
-    let recovering = runtime.clone();
-    tokio::spawn(async move {
-        match recovering.recover_in_flight().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("resuming {n} interrupted invocations"),
-            Err(e) => tracing::error!("cannot look for interrupted invocations: {e}"),
-        }
-    });
-    tracing::info!(data = %config.data.display(), "serving {} routes", config.api.routes.len());
+    if node.is_none() {
+        // Invocations the last process died in resume now, not on their worker's next call
+        // (a cluster node does this for each shard it takes).
+        let recovering = runtime.clone();
+        tokio::spawn(async move {
+            match recovering.recover_in_flight().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("resuming {n} interrupted invocations"),
+                Err(e) => tracing::error!("cannot look for interrupted invocations: {e}"),
+            }
+        });
+    }
+    tracing::info!(data = %config.data.display(), store = %config.store.describe(), "serving {} routes", config.api.routes.len());
     revenant_gateway::serve_with(
         listener,
         deployments.live(),
@@ -339,6 +438,9 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     .context("serving")?;
     if let Some(admin) = admin_server {
         let _ = admin.await;
+    }
+    if let Some(node) = &node {
+        node.stopped().await;
     }
     // Every accepted request has its answer; workers finish what is queued and leave memory.
     if tokio::time::timeout(revenant_gateway::limits::DRAIN_TIMEOUT, runtime.shutdown())

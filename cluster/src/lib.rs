@@ -16,4 +16,4 @@ pub mod route;
 
 pub use clock::{Clock, SystemClock};
 pub use membership::{Changes, ClusterView, Location, Membership, Settings};
-pub use route::{Attempt, Hops, RouteError, route};
+pub use route::{Attempt, Hops, Locator, RouteError, route};

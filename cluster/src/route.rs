@@ -5,10 +5,49 @@
 //! network).
 
 use crate::limits::{ROUTE_ATTEMPTS_MAX, ROUTE_BACKOFF_MAX, ROUTE_BACKOFF_MIN, ROUTE_SLACK};
-use crate::membership::{Location, Membership};
+use crate::membership::{ClusterView, Location, Membership};
 use revenant_storage::kv::KvStore;
 use revenant_storage::{Fence, WorkerId};
 use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// What routing needs of a node's membership, object-safe so that the server holds it
+/// whatever store it runs on.
+pub trait Locator: Send + Sync + 'static {
+    fn locate(&self, worker: &WorkerId) -> Location;
+    fn shard_of(&self, worker: &WorkerId) -> u32;
+    fn lease(&self) -> Duration;
+    /// Re-reads who holds what (rate-limited); failures are logged, not returned.
+    fn refresh(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn view(&self) -> ClusterView;
+}
+
+impl<K: KvStore> Locator for Membership<K> {
+    fn locate(&self, worker: &WorkerId) -> Location {
+        Membership::locate(self, worker)
+    }
+
+    fn shard_of(&self, worker: &WorkerId) -> u32 {
+        Membership::shard_of(self, worker)
+    }
+
+    fn lease(&self) -> Duration {
+        Membership::lease(self)
+    }
+
+    fn refresh(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Err(e) = Membership::refresh(self).await {
+                tracing::debug!("cannot refresh the lease table: {e}");
+            }
+        })
+    }
+
+    fn view(&self) -> ClusterView {
+        Membership::view(self)
+    }
+}
 
 /// How one attempt ended.
 #[derive(Debug)]
@@ -36,15 +75,14 @@ pub struct Hops(pub u32);
 
 /// Makes the call where `worker` is served, trying again while it moves. `local` runs it here
 /// under the given fence; `remote` forwards it to a node's address.
-pub async fn route<K, T, L, LF, R, RF>(
-    membership: &Membership<K>,
+pub async fn route<T, L, LF, R, RF>(
+    membership: &dyn Locator,
     worker: &WorkerId,
     hops: Hops,
     local: L,
     remote: R,
 ) -> Result<T, RouteError>
 where
-    K: KvStore,
     L: Fn(Fence) -> LF,
     LF: Future<Output = Attempt<T>>,
     R: Fn(String) -> RF,
@@ -79,9 +117,7 @@ where
         }
         tokio::time::sleep(backoff.min(deadline - now)).await;
         backoff = (backoff * 2).min(ROUTE_BACKOFF_MAX);
-        if let Err(e) = membership.refresh().await {
-            tracing::debug!("cannot refresh the lease table: {e}");
-        }
+        membership.refresh().await;
     }
     unreachable!("the loop returns at its last attempt")
 }

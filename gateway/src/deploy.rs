@@ -23,16 +23,38 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The router the public listener serves, replaced whole on each deploy.
-pub struct LiveGateway(ArcSwap<Gateway>);
+/// The router the public listener serves, replaced whole on each deploy; on a node of a
+/// cluster, with what it needs to send calls to the node that serves their worker.
+pub struct LiveGateway {
+    current: ArcSwap<Gateway>,
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Forwarder>>,
+}
 
 impl LiveGateway {
     pub fn new(gateway: Gateway) -> Self {
-        Self(ArcSwap::from_pointee(gateway))
+        Self {
+            current: ArcSwap::from_pointee(gateway),
+            cluster: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn current(&self) -> Arc<Gateway> {
-        self.0.load_full()
+        self.current.load_full()
+    }
+
+    fn store(&self, gateway: Gateway) {
+        self.current.store(Arc::new(gateway));
+    }
+
+    /// Makes this a cluster node's router. Set once, before serving.
+    pub fn set_cluster(&self, forwarder: Arc<crate::cluster::Forwarder>) {
+        if self.cluster.set(forwarder).is_err() {
+            tracing::warn!("the router's cluster is set once; ignoring another");
+        }
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Forwarder>> {
+        self.cluster.get()
     }
 }
 
@@ -42,8 +64,10 @@ impl Handler for LiveGateway {
         request: http::Request<hyper::body::Incoming>,
     ) -> http::Response<Full<Bytes>> {
         // The request keeps the router it started with, even if a deploy swaps it meanwhile.
-        let gateway = self.0.load_full();
-        gateway.handle(request).await
+        let gateway = self.current.load_full();
+        gateway
+            .handle_in(request, self.cluster.get().map(|c| c.as_ref()))
+            .await
     }
 }
 
@@ -269,7 +293,7 @@ impl<K: KvStore> Deployments<K> {
             .map_err(storage)?;
         let info = self.runtime.install(prepared);
         // The routes were bound against this version's types: swap them in with it.
-        self.live.0.store(Arc::new(gateway));
+        self.live.store(gateway);
         Ok((version, info))
     }
 
@@ -320,7 +344,7 @@ impl<K: KvStore> Deployments<K> {
                 api,
             },
         );
-        self.live.0.store(Arc::new(gateway));
+        self.live.store(gateway);
         Ok((version, routes))
     }
 
@@ -341,7 +365,7 @@ impl<K: KvStore> Deployments<K> {
             .await
             .map_err(storage)?;
         deployed.remove(name);
-        self.live.0.store(Arc::new(gateway));
+        self.live.store(gateway);
         Ok(version)
     }
 

@@ -53,10 +53,14 @@ pub enum ErrorCode {
     TooManyWorkers,
     InvocationTimeout,
     DeadlineExceeded,
+    NotOwner,
+    WorkerMoved,
+    ShardUnavailable,
+    ForwardFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 46] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -99,6 +103,10 @@ impl ErrorCode {
         Self::TooManyWorkers,
         Self::InvocationTimeout,
         Self::DeadlineExceeded,
+        Self::NotOwner,
+        Self::WorkerMoved,
+        Self::ShardUnavailable,
+        Self::ForwardFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -145,6 +153,10 @@ impl ErrorCode {
             Self::TooManyWorkers => "too_many_workers",
             Self::InvocationTimeout => "invocation_timeout",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::NotOwner => "not_owner",
+            Self::WorkerMoved => "worker_moved",
+            Self::ShardUnavailable => "shard_unavailable",
+            Self::ForwardFailed => "forward_failed",
         }
     }
 
@@ -185,7 +197,12 @@ impl ErrorCode {
             | Self::UnknownFunction
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::WorkerExited | Self::OutcomeTruncated => StatusCode::GONE,
-            Self::StorageUnavailable | Self::TooManyWorkers => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageUnavailable
+            | Self::TooManyWorkers
+            | Self::NotOwner
+            | Self::WorkerMoved
+            | Self::ShardUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ForwardFailed => StatusCode::BAD_GATEWAY,
             Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -283,6 +300,8 @@ impl From<InvokeError> for ApiError {
             InvokeError::Divergence(_) => ErrorCode::WorkerDiverged,
             InvokeError::ReadOnlyViolation(_) => ErrorCode::ReadOnlyViolation,
             InvokeError::Internal(_) => ErrorCode::Internal,
+            InvokeError::NotOwner(_) => ErrorCode::NotOwner,
+            InvokeError::Moved(_) => ErrorCode::WorkerMoved,
             // The stored outcome of an earlier call: answered with the code it had.
             InvokeError::Repeated { code, .. } => {
                 ErrorCode::from_name(code).unwrap_or(ErrorCode::WorkerTrap)

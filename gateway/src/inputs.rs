@@ -183,16 +183,12 @@ where
         .to_bytes())
 }
 
-pub(crate) async fn read_json_body<B>(body: B) -> Result<Json, ApiError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let collected = read_body(body, limits::BODY_BYTES_MAX).await?;
-    if collected.is_empty() {
+/// A request body as JSON; empty is `null`.
+pub(crate) fn parse_json_body(bytes: &[u8]) -> Result<Json, ApiError> {
+    if bytes.is_empty() {
         return Ok(Json::Null);
     }
-    serde_json::from_slice(&collected)
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("body: {e}")))
 }
 

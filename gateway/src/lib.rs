@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 mod binding;
 pub mod clock;
+pub mod cluster;
 mod cors;
 pub mod deploy;
 mod dispatch;
@@ -151,6 +152,20 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        self.handle_in(request, None).await
+    }
+
+    /// [`handle`](Self::handle) on a node of a cluster: a call to a durable worker is served
+    /// where its shard is held, here or forwarded.
+    pub async fn handle_in<B>(
+        &self,
+        request: Request<B>,
+        cluster: Option<&cluster::Forwarder>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let path = match route::canonical_path(request.uri().path()) {
             Ok(path) => path,
             Err(e) => return e.into_response(),
@@ -184,7 +199,7 @@ impl Gateway {
             return found.not_allowed(request.method());
         };
         let mut response = self
-            .serve(binding, &found, request)
+            .serve(binding, &found, request, cluster)
             .await
             .unwrap_or_else(ApiError::into_response);
         if let (Some(origin), Some(policy)) = (&origin, &binding.route.cors) {
@@ -199,6 +214,7 @@ impl Gateway {
         binding: &Binding,
         found: &route::Found<'_>,
         request: Request<B>,
+        cluster: Option<&cluster::Forwarder>,
     ) -> Result<Response<Full<Bytes>>, ApiError>
     where
         B: http_body::Body<Data = Bytes>,
@@ -210,6 +226,7 @@ impl Gateway {
         };
         let query = inputs::parse_query(request.uri().query().unwrap_or(""))?;
         let idempotency_key = inputs::idempotency_key(request.headers())?;
+        let forwarded = request.extensions().get::<cluster::Forwarded>().copied();
         let (parts, body) = request.into_parts();
         let mut inputs = Inputs {
             params: &found.params,
@@ -220,24 +237,68 @@ impl Gateway {
             result: None,
         };
         inputs.check_requirements(&binding.route, &found.path)?;
-        let body = if binding.uses_body {
+        // Kept as bytes too: a call served elsewhere is forwarded with the body it came with.
+        let raw = if binding.uses_body {
             inputs::require_json(&parts.headers)?;
-            inputs::read_json_body(body).await?
+            read_body(body, limits::BODY_BYTES_MAX).await?
         } else {
-            Json::Null
+            Bytes::new()
         };
+        let body = inputs::parse_json_body(&raw)?;
         inputs.body = &body;
         let worker_name = inputs.expand(&binding.route.worker.parts)?;
         let args = inputs.arguments(binding)?;
-        let results = dispatch::call(
-            &self.runtime,
-            binding,
-            worker_name,
-            args,
-            idempotency_key,
-            &parts.method,
+        let route = &binding.route;
+        let Some(cluster) = cluster.filter(|_| route.durable || route.read_only) else {
+            let results = dispatch::call(
+                &self.runtime,
+                binding,
+                worker_name,
+                args,
+                idempotency_key,
+                &parts.method,
+            )
+            .await?;
+            return response::respond(binding, &inputs, results);
+        };
+        let worker = revenant_runtime::WorkerId::new(route.component.clone(), worker_name);
+        let hops = forwarded.map_or(0, |f| f.hops);
+        let idempotent = idempotency_key.is_some() || route.read_only;
+        let routed = revenant_cluster::route(
+            cluster.locator(),
+            &worker,
+            revenant_cluster::Hops(hops),
+            |_fence| {
+                let (args, key) = (args.clone(), idempotency_key.clone());
+                let (name, inputs, method) = (worker.name.clone(), &inputs, &parts.method);
+                async move {
+                    let called =
+                        dispatch::call(&self.runtime, binding, name, args, key, method).await;
+                    match called {
+                        Err(e) if e.code == ErrorCode::NotOwner => revenant_cluster::Attempt::Moved,
+                        Err(e) => revenant_cluster::Attempt::Done(Err(e)),
+                        Ok(results) => revenant_cluster::Attempt::Done(response::respond(
+                            binding, inputs, results,
+                        )),
+                    }
+                }
+            },
+            |address| cluster.forward_owned(address, &parts, raw.clone(), hops + 1, idempotent),
         )
-        .await?;
-        response::respond(binding, &inputs, results)
+        .await;
+        match routed {
+            Ok(answer) => answer,
+            Err(revenant_cluster::RouteError::TooManyHops) => Err(ApiError::new(
+                ErrorCode::NotOwner,
+                format!("this node does not serve worker {worker} and the call has made its hops"),
+            )),
+            Err(revenant_cluster::RouteError::NoHolder { shard, attempts }) => Err(ApiError::new(
+                ErrorCode::ShardUnavailable,
+                format!(
+                    "no node serves shard {shard} of worker {worker} (tried {attempts} times \
+                     within a lease)"
+                ),
+            )),
+        }
     }
 }

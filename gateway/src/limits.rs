@@ -52,3 +52,14 @@ pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Least time between two JWKS fetches: an unknown `kid` refreshes the keys, but a flood of
 /// tokens with made-up `kid`s must not become a flood of fetches.
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most bytes of a forwarded call's answer: the largest answer a node gives (a 16 MiB value
+/// encoded as JSON, escapes included) with room for its headers.
+pub const FORWARD_RESPONSE_BYTES_MAX: usize = 40 * 1024 * 1024;
+
+/// How long a node waits to connect to another: peers are on one network, so a longer wait
+/// means the peer is gone and the call should look for the shard's next holder.
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Idle connections kept open to each peer for forwarded calls.
+pub const FORWARD_IDLE_CONNECTIONS_MAX: usize = 64;

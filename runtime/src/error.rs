@@ -53,6 +53,15 @@ pub enum InvokeError {
     Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// This node does not serve the worker (another node holds its shard, or nobody does
+    /// yet), and nothing of the call happened: it may be sent where the worker is served.
+    #[error("{0}")]
+    NotOwner(String),
+    /// The worker's shard moved to another node during the call, after part of it was
+    /// recorded: the new holder finishes it. A repeat with the same idempotency key gets its
+    /// outcome; without a key the outcome cannot be asked for.
+    #[error("{0}")]
+    Moved(String),
     /// A call repeated with the idempotency key of one that failed: the first call's outcome,
     /// with the code it had.
     #[error("{message}")]
@@ -82,6 +91,8 @@ impl InvokeError {
             Self::ReadOnlyViolation(_) => "read_only_violation",
             Self::Storage(_) => "storage_unavailable",
             Self::Internal(_) => "internal",
+            Self::NotOwner(_) => "not_owner",
+            Self::Moved(_) => "worker_moved",
             Self::Repeated { code, .. } => code,
         }
     }

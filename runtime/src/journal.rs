@@ -3,13 +3,16 @@
 //! which must make everything recorded durable before a request leaves the process.
 
 use revenant_storage::{
-    Append, OplogEntry, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata,
+    Append, Fence, OplogEntry, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata,
 };
 use std::sync::{Arc, Mutex};
 
 pub(crate) struct Journal {
     oplog: Arc<dyn OplogStore>,
     worker: WorkerId,
+    /// The lease this node holds on the worker's shard; the store refuses appends under any
+    /// other (`None`: one node owning its store).
+    fence: Option<Fence>,
     component_hash: String,
     state: Mutex<State>,
     /// Held across an append, so appends leave in the order their entries were numbered.
@@ -34,6 +37,7 @@ impl Journal {
     pub fn new(
         oplog: Arc<dyn OplogStore>,
         worker: WorkerId,
+        fence: Option<Fence>,
         component_hash: String,
         next_seq: u64,
         marked_in_flight: bool,
@@ -42,6 +46,7 @@ impl Journal {
         Arc::new(Self {
             oplog,
             worker,
+            fence,
             component_hash,
             state: Mutex::new(State {
                 next_seq,
@@ -143,7 +148,9 @@ impl Journal {
                 .filter(|e| {
                     matches!(
                         e.entry,
-                        OplogEntry::Create { .. } | OplogEntry::InvocationStarted { .. }
+                        OplogEntry::Create { .. }
+                            | OplogEntry::Engine { .. }
+                            | OplogEntry::InvocationStarted { .. }
                     )
                 })
                 .map(|e| e.entry.clone())
@@ -155,8 +162,7 @@ impl Journal {
             };
             let append = Append {
                 worker: self.worker.clone(),
-                // One node owning its store: no lease to check yet (the cluster issue adds it).
-                fence: None,
+                fence: self.fence,
                 entries,
                 metadata: WorkerMetadata {
                     component_hash: self.component_hash.clone(),
@@ -182,6 +188,7 @@ impl Journal {
                 state.failed = Some(Failure {
                     message: e.to_string(),
                     too_large: matches!(e, StorageError::EntryTooLarge { .. }),
+                    fenced: matches!(e, StorageError::Fenced { .. }),
                 });
                 state.refused_start = start;
             }
@@ -196,4 +203,6 @@ pub(crate) struct Failure {
     pub message: String,
     /// The store refused an entry for its size: trying again cannot help.
     pub too_large: bool,
+    /// The store refused the append because another node now holds the worker's shard.
+    pub fenced: bool,
 }

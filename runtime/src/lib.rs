@@ -31,6 +31,18 @@ pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
 pub use worker::Control;
 
+/// The engine settings that decide what a guest computes, recorded in every worker's log
+/// (`OplogEntry::Engine`): a node whose engine runs other settings refuses to replay the log.
+/// The wasmtime version is not part of it: these settings, not the version, pin the results.
+pub const ENGINE_SETTINGS: &str = "nan-canonicalization relaxed-simd-deterministic no-threads";
+
+/// Which workers this node serves, in a cluster: the fence appends to a worker's log must
+/// carry while this node holds its shard, `None` while it does not. Without one (a single node
+/// owning its store) every worker is served here and appends carry no fence.
+pub trait Placement: Send + Sync + 'static {
+    fn fence(&self, worker: &WorkerId) -> Option<revenant_storage::Fence>;
+}
+
 /// A worker's durable log, as the admin API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogInfo {
@@ -121,6 +133,8 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Slots for ephemeral calls (`ephemeral.rs`).
     ephemeral: tokio::sync::Semaphore,
+    /// Set once, before serving, on a node of a cluster.
+    placement: std::sync::OnceLock<Arc<dyn Placement>>,
 }
 
 impl Drop for Runtime {
@@ -139,6 +153,12 @@ impl Runtime {
         wasm.wasm_component_model(true);
         // Component-model concurrency makes every call about four times slower and is unused.
         wasm.concurrency_support(false);
+        // The same computation on every node: replay on another CPU must compute what the
+        // first one did (ENGINE_SETTINGS). NaNs get one bit pattern and relaxed SIMD its
+        // deterministic lowering; shared-memory threads are left out of the build (wasmtime's
+        // `threads` feature is off), so a component that needs them fails validation.
+        wasm.cranelift_nan_canonicalization(true);
+        wasm.relaxed_simd_deterministic(true);
         wasm.epoch_interruption(true);
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         // The epoch ticker: deadlines are counted in its ticks. A thread, not a task, so that a
@@ -182,7 +202,22 @@ impl Runtime {
             shared,
             ticker_stop,
             ephemeral: ephemeral::slots(),
+            placement: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Makes this runtime a cluster node's: it serves only the workers `placement` gives it,
+    /// and their appends carry its fences. Set once, before serving.
+    pub fn set_placement(&self, placement: Arc<dyn Placement>) {
+        if self.placement.set(placement).is_err() {
+            tracing::warn!("the runtime's placement is set once; ignoring another");
+        }
+    }
+
+    /// Workers of the shards this node stopped serving leave memory: each answers what is in
+    /// its mailbox (with `not_owner`, so callers go to the new holder) and retires.
+    pub fn evict_where(&self, leaving: impl Fn(&WorkerId) -> bool) -> usize {
+        self.shared.evict_where(leaving)
     }
 
     /// Refuses guests' outgoing requests to `addr`, one of this node's listeners, unless
@@ -313,6 +348,13 @@ impl Runtime {
         read_only: bool,
     ) -> Result<Vec<Value>, InvokeError> {
         check_worker_name(&worker.name)?;
+        if let Some(placement) = self.placement.get()
+            && placement.fence(&worker).is_none()
+        {
+            return Err(InvokeError::NotOwner(format!(
+                "this node does not serve worker {worker}"
+            )));
+        }
         // Resolved against the newest version, to refuse a bad call fast; a worker that runs an
         // older version resolves it again against its own.
         let (component, export) = self.resolve_call(&worker.component, function, &args)?;
@@ -373,7 +415,17 @@ impl Runtime {
     /// that the invocation resumes now rather than on the worker's next call. Returns how many
     /// were found; they resume in the background.
     pub async fn recover_in_flight(&self) -> Result<usize, InvokeError> {
-        let workers = self.oplog.in_flight_workers().await?;
+        self.recover_in_flight_where(|_| true).await
+    }
+
+    /// [`recover_in_flight`](Self::recover_in_flight) for the workers `which` selects: those
+    /// of the shards a node just took over.
+    pub async fn recover_in_flight_where(
+        &self,
+        which: impl Fn(&WorkerId) -> bool,
+    ) -> Result<usize, InvokeError> {
+        let mut workers = self.oplog.in_flight_workers().await?;
+        workers.retain(|w| which(w));
         for worker in &workers {
             let Some(component) = self.loaded(&worker.component) else {
                 tracing::warn!(%worker, "in flight, but its component is not loaded");
@@ -538,6 +590,8 @@ impl Runtime {
                         http: self.http.clone(),
                         limits: self.limits.clone(),
                         flags,
+                        placement: self.placement.get().cloned(),
+                        fence: self.placement.get().and_then(|p| p.fence(worker)),
                     };
                     tokio::spawn(worker::run(
                         ctx,

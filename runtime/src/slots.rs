@@ -121,6 +121,19 @@ impl Shared {
         slots.live.len() + slots.retiring.len()
     }
 
+    /// Asks the workers `which` selects to leave memory; returns how many were asked.
+    pub fn evict_where(&self, which: impl Fn(&WorkerId) -> bool) -> usize {
+        let slots = self.slots.lock().expect("slots lock");
+        let mut asked = 0;
+        for (id, slot) in slots.live.iter() {
+            if which(id) {
+                slot.evict.notify_one();
+                asked += 1;
+            }
+        }
+        asked
+    }
+
     /// The flags of a worker in memory.
     pub fn flags(&self, worker: &WorkerId) -> Option<Arc<WorkerFlags>> {
         let slots = self.slots.lock().expect("slots lock");

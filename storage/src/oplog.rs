@@ -79,6 +79,11 @@ pub enum OplogEntry {
     /// [`result_digest`] computes it) and length are kept, enough for replay to detect a guest
     /// that now returns something else. A `GET` of a large list costs the log this, not the list.
     InvocationCompletedDigest { sha256: [u8; 32], bytes: u64 },
+    /// The settings of the engine that made the entries that follow (NaN canonicalisation,
+    /// relaxed SIMD, ...): written after `Create` and after each snapshot, so that a node whose
+    /// engine would compute differently refuses to replay the log instead of diverging
+    /// silently. Logs older than it were made under wasmtime's defaults and carry none.
+    Engine { settings: String },
 }
 
 /// The SHA-256 and length of a result's postcard encoding, as `InvocationCompletedDigest`

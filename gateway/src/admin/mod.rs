@@ -15,6 +15,7 @@
 //! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
+//! | `GET /cluster` | nodes (id, address, last heartbeat) and each shard's holder and epoch |
 
 mod access;
 
@@ -51,6 +52,7 @@ enum Route {
     Component,
     Definitions,
     Definition,
+    Cluster,
 }
 
 impl<K: KvStore> Admin<K> {
@@ -66,6 +68,7 @@ impl<K: KvStore> Admin<K> {
             ("/workers/{component}/{worker}", Route::Worker),
             ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
             ("/workers/{component}/{worker}/resume", Route::Resume),
+            ("/cluster", Route::Cluster),
         ] {
             router
                 .insert(path, route)
@@ -178,6 +181,15 @@ impl<K: KvStore> Admin<K> {
             }
             (Route::Resume, &Method::POST, Some(worker)) => {
                 self.control(worker, Control::Resume).await
+            }
+            (Route::Cluster, &Method::GET, _) => {
+                let view = match self.deployments.live().cluster() {
+                    Some(cluster) => serde_json::to_value(cluster.locator().view())
+                        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+                    // One node on its own store: everything is served here.
+                    None => json!({"node": null, "shards": 0, "nodes": [], "leases": []}),
+                };
+                Ok(json_response(StatusCode::OK, &view))
             }
             (Route::Components, &Method::GET, _) => {
                 let all: Vec<_> = self

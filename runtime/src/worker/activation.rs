@@ -24,11 +24,18 @@ pub(super) async fn load(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
             last_index: metadata.last_index,
             snapshot_index: metadata.snapshot_index,
             since_snapshot: 0,
-            pending_create: None,
+            pending_create: Vec::new(),
         },
         life: Lifecycle::of_last_entry(last.first().map(|e| &e.entry)),
         guest: None,
     })
+}
+
+/// The settings this node's engine computes under, as the log records them.
+pub(super) fn engine_entry() -> OplogEntry {
+    OplogEntry::Engine {
+        settings: crate::ENGINE_SETTINGS.to_string(),
+    }
 }
 
 fn new_worker(ctx: &WorkerContext) -> Worker {
@@ -37,9 +44,12 @@ fn new_worker(ctx: &WorkerContext) -> Worker {
             last_index: 0,
             snapshot_index: 0,
             since_snapshot: 0,
-            pending_create: Some(OplogEntry::Create {
-                component_hash: ctx.component.info.hash.clone(),
-            }),
+            pending_create: vec![
+                OplogEntry::Create {
+                    component_hash: ctx.component.info.hash.clone(),
+                },
+                engine_entry(),
+            ],
         },
         life: Lifecycle::Ready,
         guest: None,
@@ -91,7 +101,7 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
     let Some(m) = metadata else {
         return Ok((worker, Replayed::Done));
     };
-    worker.log.pending_create = None;
+    worker.log.pending_create.clear();
     let from = if m.snapshot_index > 0 {
         load_snapshot(ctx, &mut worker, m.snapshot_index).await?
     } else {
@@ -209,17 +219,19 @@ pub(super) async fn take_snapshot(
     };
     let parts = chunks.len() as u32;
     let journal = journal_after(ctx, &worker.log, false);
-    journal.push_snapshot(
-        chunks
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| OplogEntry::Snapshot {
-                part: i as u32,
-                parts,
-                bytes: b.to_vec(),
-            })
-            .collect(),
-    );
+    // The entries after the snapshot are replayed without the log before it (which may be
+    // truncated away): they say again which engine made them.
+    let journal_parts = chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| OplogEntry::Snapshot {
+            part: i as u32,
+            parts,
+            bytes: b.to_vec(),
+        })
+        .collect();
+    journal.push_snapshot(journal_parts);
+    journal.push(engine_entry());
     journal.flush(false, None).await?;
     worker.log.last_index = journal.last_index();
     worker.log.snapshot_index = journal.snapshot_index();

@@ -19,8 +19,8 @@ pub(super) async fn invoke(
     call: &Call,
 ) -> (Result<Vec<Value>, InvokeError>, bool) {
     let journal = journal_after(ctx, &worker.log, false);
-    if let Some(create) = worker.log.pending_create.take() {
-        journal.push(create);
+    for entry in std::mem::take(&mut worker.log.pending_create) {
+        journal.push(entry);
     }
     journal.push(OplogEntry::InvocationStarted {
         idempotency_key: call.idempotency_key.clone().unwrap_or_default(),
@@ -164,6 +164,24 @@ pub(super) async fn finish(
         .failure()
         .expect("a failed flush leaves its failure");
     tracing::warn!(worker = %ctx.id, "the outcome of an invocation could not be recorded: {}", failure.message);
+    if failure.fenced {
+        // Another node holds the shard now: nothing more can be written here.
+        return (
+            Err(if journal.in_flight() {
+                InvokeError::Moved(format!(
+                    "worker {} moved to another node during the call, which finishes it; repeat \
+                     the call with its idempotency key for its outcome",
+                    ctx.id
+                ))
+            } else {
+                InvokeError::NotOwner(format!(
+                    "worker {} moved to another node before the call was recorded",
+                    ctx.id
+                ))
+            }),
+            false,
+        );
+    }
     let error = if failure.too_large {
         InvokeError::ValueTooLarge(format!(
             "the call's outcome could not be recorded, {}; the call is recorded as failed and \

@@ -79,6 +79,11 @@ pub(crate) struct WorkerContext {
     pub http: Arc<Outgoing>,
     pub limits: WorkerLimits,
     pub flags: Arc<WorkerFlags>,
+    /// Which shards this node serves, in a cluster.
+    pub placement: Option<Arc<dyn crate::Placement>>,
+    /// The lease the worker's state in memory was built under: appends carry it, and a
+    /// command that finds the lease changed rebuilds the worker from the log first.
+    pub fence: Option<revenant_storage::Fence>,
 }
 
 /// Where the worker's durable log stands.
@@ -88,8 +93,9 @@ pub(crate) struct Log {
     /// The first entry of the latest snapshot (0: none), and invocations completed since.
     pub snapshot_index: u64,
     pub since_snapshot: u64,
-    /// A new worker's `Create` entry, written with its first entry to save a sync.
-    pub pending_create: Option<OplogEntry>,
+    /// A new worker's `Create` and `Engine` entries, written with its first entry to save a
+    /// sync.
+    pub pending_create: Vec<OplogEntry>,
 }
 
 /// What the task knows of its worker once loaded from the store.
@@ -144,6 +150,18 @@ pub(crate) async fn run(
 }
 
 async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command: Command) {
+    if let Err(e) = check_placement(ctx, worker) {
+        match command {
+            Command::Invoke(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Command::Control(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Command::Activate => {}
+        }
+        return;
+    }
     match command {
         // A caller that gave up waiting is no error: the outcome is stored either way.
         Command::Invoke(call, reply) => {
@@ -154,6 +172,33 @@ async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command:
         }
         Command::Activate => {
             let _ = activated(ctx, worker).await;
+        }
+    }
+}
+
+/// In a cluster: whether this node still serves the worker, and under the lease its memory
+/// was built with. A new epoch means another node may have appended meanwhile: the worker is
+/// rebuilt from the log.
+fn check_placement(
+    ctx: &mut WorkerContext,
+    worker: &mut Option<Worker>,
+) -> Result<(), InvokeError> {
+    let Some(placement) = &ctx.placement else {
+        return Ok(());
+    };
+    match placement.fence(&ctx.id) {
+        Some(fence) if Some(fence) == ctx.fence => Ok(()),
+        Some(fence) => {
+            ctx.fence = Some(fence);
+            *worker = None;
+            Ok(())
+        }
+        None => {
+            *worker = None;
+            Err(InvokeError::NotOwner(format!(
+                "this node no longer serves worker {}",
+                ctx.id
+            )))
         }
     }
 }
@@ -280,8 +325,8 @@ async fn control(
 /// Records a lifecycle entry on its own and moves the state after it.
 async fn record(ctx: &WorkerContext, w: &mut Worker, entry: OplogEntry) -> Result<(), InvokeError> {
     let journal = journal_after(ctx, &w.log, false);
-    if let Some(create) = w.log.pending_create.take() {
-        journal.push(create);
+    for entry in std::mem::take(&mut w.log.pending_create) {
+        journal.push(entry);
     }
     journal.push(entry.clone());
     journal.flush(false, None).await?;
@@ -297,6 +342,7 @@ fn journal_after(ctx: &WorkerContext, log: &Log, in_flight: bool) -> Arc<Journal
     Journal::new(
         ctx.oplog.clone(),
         ctx.id.clone(),
+        ctx.fence,
         ctx.component.info.hash.clone(),
         log.last_index + 1,
         in_flight,

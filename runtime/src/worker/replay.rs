@@ -85,6 +85,17 @@ pub(super) async fn replay(
         for SequencedEntry { seq, entry } in page {
             worker.life = worker.life.after(&entry);
             match entry {
+                OplogEntry::Engine { settings } => {
+                    if settings != crate::ENGINE_SETTINGS {
+                        return Err(InvokeError::Divergence(format!(
+                            "entries from {seq} of {} were made by an engine with settings \
+                             `{settings}`; this node's engine runs `{}` and could compute \
+                             differently, so it refuses to replay them",
+                            ctx.id,
+                            crate::ENGINE_SETTINGS
+                        )));
+                    }
+                }
                 OplogEntry::Create { component_hash } => {
                     if component_hash != ctx.component.info.hash {
                         tracing::info!(worker = %ctx.id, "worker was created with component {component_hash}, now runs {}", ctx.component.info.hash);

@@ -45,14 +45,11 @@ impl AppendCheck {
             return Ok(false);
         }
         self.check_fence(lease)?;
-        match first {
-            Some(_) => {
-                return Err(KvError::Invalid(format!(
-                    "entry {} of {} already holds a different entry",
-                    self.first_seq, self.worker
-                )));
-            }
-            None => {}
+        if first.is_some() {
+            return Err(KvError::Invalid(format!(
+                "entry {} of {} already holds a different entry",
+                self.first_seq, self.worker
+            )));
         }
         let last = self.last_index(metadata)?;
         if self.first_seq != last + 1 {
