@@ -158,10 +158,10 @@ fn apply<K: KvStore>(membership: &Arc<Membership<K>>, runtime: &Arc<Runtime>, ch
         let lost: BTreeSet<u32> = changes.lost.iter().copied().collect();
         let m = membership.clone();
         let n = runtime.evict_where(move |w| lost.contains(&m.shard_of(w)));
-        tracing::info!(shards = ?changes.lost, workers = n, "stopped serving shards");
+        tracing::info!(node = %membership.node(), shards = ?changes.lost, workers = n, "stopped serving shards");
     }
     if !changes.gained.is_empty() {
-        tracing::info!(shards = ?changes.gained, "now serving shards");
+        tracing::info!(node = %membership.node(), shards = ?changes.gained, "now serving shards");
         let gained: BTreeSet<u32> = changes.gained.iter().copied().collect();
         let (m, runtime) = (membership.clone(), runtime.clone());
         tokio::spawn(async move {

@@ -30,17 +30,18 @@ pub const RENEWALS_PER_LEASE: u32 = 5;
 /// its own clock: the margin for clock skew between it and the node that would take over.
 pub const SAFETY_MARGIN_FRACTION: u32 = 5;
 
-/// Forwards a request may make between nodes before it is answered: one to the holder, one
-/// more if the holder changed meanwhile. A bound, so that nodes with disagreeing views cannot
-/// pass a request around forever.
-pub const HOPS_MAX: u32 = 2;
+/// Forwards a request may make between nodes: one, to the holder. A node that gets a forwarded
+/// call it does not serve answers `not_owner` at once, and the node that forwarded it (which
+/// has the client, and the whole routing deadline) routes it again: so nodes with disagreeing
+/// views never pass a request around, nor wait inside one another's retries.
+pub const HOPS_MAX: u32 = 1;
 
 /// Attempts to find and reach a worker's holder for one request (routing, forwarding, retries
 /// after a move), within [`ROUTE_SLACK`] past one lease.
 pub const ROUTE_ATTEMPTS_MAX: u32 = 64;
 
-/// How long past a lease a request waits for its shard to get a holder: a takeover needs the
-/// lease to expire and the taker's next renewal.
+/// How long past a lease a request waits for its shard to get a holder, from its first attempt
+/// that did not reach one: a takeover needs the lease to expire and the taker's next renewal.
 pub const ROUTE_SLACK: Duration = Duration::from_secs(2);
 
 /// The first pause between routing attempts; it doubles up to [`ROUTE_BACKOFF_MAX`].

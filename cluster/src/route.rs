@@ -64,8 +64,8 @@ pub enum Attempt<T> {
 pub enum RouteError {
     /// No node took the worker's shard in time.
     NoHolder { shard: u32, attempts: u32 },
-    /// This request has been forwarded `HOPS_MAX` times already and this node does not serve
-    /// the worker: the node before it retries.
+    /// This request was forwarded here (`HOPS_MAX` times already) and this node does not serve
+    /// the worker: the node that forwarded it routes it again.
     TooManyHops,
 }
 
@@ -88,17 +88,29 @@ where
     R: Fn(String) -> RF,
     RF: Future<Output = Attempt<T>>,
 {
-    let deadline = tokio::time::Instant::now() + membership.lease() + ROUTE_SLACK;
+    if hops.0 >= crate::limits::HOPS_MAX {
+        // Forwarded already: served here, or sent back to the node before.
+        return match membership.locate(worker) {
+            Location::Here(fence) => match local(fence).await {
+                Attempt::Done(answer) => Ok(answer),
+                Attempt::Moved => Err(RouteError::TooManyHops),
+            },
+            _ => Err(RouteError::TooManyHops),
+        };
+    }
+    // Counted from the first attempt that did not reach the holder, and again after an attempt
+    // that hung: one may hang for seconds in a node that is dying (a killed process keeps its
+    // sockets until its memory is torn down), and the wait for its takeover starts after that.
+    // The server's request deadline bounds the whole.
+    let mut deadline = None;
     let mut backoff = ROUTE_BACKOFF_MIN;
     let mut last_shard = membership.shard_of(worker);
     for attempt in 1..=ROUTE_ATTEMPTS_MAX {
-        let outcome = match membership.locate(worker) {
+        let location = membership.locate(worker);
+        tracing::trace!(%worker, attempt, ?location, "routing");
+        let started = tokio::time::Instant::now();
+        let outcome = match location {
             Location::Here(fence) => Some(local(fence).await),
-            // A forwarded request that reached a node that does not serve the worker goes
-            // back to the node before it instead of further.
-            Location::Remote { .. } if hops.0 >= crate::limits::HOPS_MAX => {
-                return Err(RouteError::TooManyHops);
-            }
             Location::Remote { address, .. } => Some(remote(address).await),
             Location::Unknown { shard } => {
                 last_shard = shard;
@@ -109,6 +121,10 @@ where
             return Ok(answer);
         }
         let now = tokio::time::Instant::now();
+        if now - started > ROUTE_BACKOFF_MAX {
+            deadline = None;
+        }
+        let deadline = *deadline.get_or_insert(now + membership.lease() + ROUTE_SLACK);
         if now >= deadline || attempt == ROUTE_ATTEMPTS_MAX {
             return Err(RouteError::NoHolder {
                 shard: last_shard,

@@ -129,16 +129,34 @@ impl Forwarder {
         Attempt::Done(Ok(Response::from_parts(head, Full::new(bytes))))
     }
 
-    /// [`forward`](Self::forward) with an owned address, as routing hands it over.
-    pub(crate) async fn forward_owned(
+    /// [`forward`](Self::forward), given up once this node sees another holder of the
+    /// worker's shard: a node that was killed keeps accepting connections until its memory is
+    /// torn down (seconds), and one that is paused answers nothing; once the shard has a new
+    /// epoch the old holder cannot record the call any more (the store fences it), so waiting
+    /// for it is pointless. An idempotent call is then routed again; another's outcome is
+    /// unknown (the old holder may have recorded it before it lost the shard).
+    pub(crate) async fn forward_watched(
         &self,
+        worker: &revenant_runtime::WorkerId,
         address: String,
         parts: &http::request::Parts,
         body: Bytes,
         hops: u32,
         idempotent: bool,
     ) -> Attempt<Result<Response<Full<Bytes>>, ApiError>> {
-        self.forward(&address, parts, body, hops, idempotent).await
+        let moved = async {
+            loop {
+                tokio::time::sleep(crate::limits::FORWARD_WATCH_INTERVAL).await;
+                match self.locator.locate(worker) {
+                    revenant_cluster::Location::Remote { address: a, .. } if a == address => {}
+                    _ => return,
+                }
+            }
+        };
+        tokio::select! {
+            answer = self.forward(&address, parts, body, hops, idempotent) => answer,
+            () = moved => self.failed(&address, idempotent, "the worker's shard moved while it had the call"),
+        }
     }
 
     fn failed(

@@ -283,7 +283,9 @@ impl Gateway {
                     }
                 }
             },
-            |address| cluster.forward_owned(address, &parts, raw.clone(), hops + 1, idempotent),
+            |address| {
+                cluster.forward_watched(&worker, address, &parts, raw.clone(), hops + 1, idempotent)
+            },
         )
         .await;
         match routed {

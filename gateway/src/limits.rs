@@ -63,3 +63,8 @@ pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Idle connections kept open to each peer for forwarded calls.
 pub const FORWARD_IDLE_CONNECTIONS_MAX: usize = 64;
+
+/// How often a node waiting for a forwarded call's answer checks whether the worker's shard
+/// has moved meanwhile (then it stops waiting: see `cluster::Forwarder::forward_watched`). A
+/// lookup in memory; the view itself changes at each lease renewal.
+pub const FORWARD_WATCH_INTERVAL: Duration = Duration::from_millis(50);

@@ -11,7 +11,7 @@ use crate::kv::{
     CommitRecord, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, TxBuffer, apply_atomic,
     key_after, run_transaction,
 };
-use crate::layout::append::AppendCheck;
+use crate::layout::append::{AppendCheck, Decision};
 use crate::layout::rows::{
     Row, Rows, append_rows, assemble_row, decode_metadata, decode_row, decode_seq, row_bytes,
 };
@@ -213,8 +213,9 @@ impl Committer {
         let (mut appends, mut transactions) = (0u64, 0u64);
         for pending in &batch {
             let outcome = match pending {
-                Pending::Append { rows, check, .. } => {
-                    self.validate_append(check, &overlay).map(|write_rows| {
+                Pending::Append { rows, check, .. } => self
+                    .validate_append(check, rows, &overlay)
+                    .map(|write_rows| {
                         if write_rows {
                             version += 1;
                             let mut ranges = Vec::with_capacity(rows.len());
@@ -226,8 +227,7 @@ impl Committer {
                             self.remember(version, ranges);
                         }
                         appends += 1;
-                    })
-                }
+                    }),
                 Pending::Transaction {
                     buffer,
                     read_version,
@@ -299,7 +299,12 @@ impl Committer {
             .map_err(|e| KvError::Engine(e.to_string()))
     }
 
-    fn validate_append(&self, check: &AppendCheck, overlay: &Overlay) -> Result<bool, KvError> {
+    fn validate_append(
+        &self,
+        check: &AppendCheck,
+        rows: &crate::layout::rows::Rows,
+        overlay: &Overlay,
+    ) -> Result<bool, KvError> {
         // The checks every backend makes, here against the latest data: the committer is the
         // only writer, so nothing changes between the check and the write.
         let lease = match check.fence {
@@ -308,7 +313,17 @@ impl Committer {
         };
         let first = self.current(overlay, &check.first_row.0)?;
         let metadata = self.current(overlay, &keys::worker_metadata(&check.worker))?;
-        check.decide(lease.as_deref(), first.as_deref(), metadata.as_deref())
+        match check.decide(lease.as_deref(), first.as_deref(), metadata.as_deref())? {
+            Decision::Write => Ok(true),
+            Decision::Written => Ok(false),
+            Decision::CompareEntries => {
+                let stored = rows[..check.entries]
+                    .iter()
+                    .map(|(k, _)| self.current(overlay, k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                check.compared(rows, lease.as_deref(), stored.into_iter())
+            }
+        }
     }
 
     fn validate_transaction(&self, buffer: &TxBuffer, read_version: u64) -> Result<(), KvError> {
@@ -392,8 +407,9 @@ impl OplogStore for EmbeddedStore {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| StorageError::Closed)?;
-        let mut all = rows.chunks;
-        all.extend(rows.rows);
+        // The entries' rows first: the checks compare them by position (`AppendCheck::entries`).
+        let mut all = rows.rows;
+        all.extend(rows.chunks);
         self.submit(|done| Pending::Append {
             rows: all,
             check,

@@ -121,7 +121,7 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
                 async move {
                     // Whether or not an earlier attempt may have committed, the check below finds
                     // out from the store itself.
-                    if check.decide_in(&tx).await? {
+                    if check.decide_in(&tx, &rows.rows).await? {
                         if !staged {
                             // Chunks past the log are left by an append that never committed:
                             // nothing points at them (a range clear is one mutation).

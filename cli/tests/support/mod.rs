@@ -114,11 +114,35 @@ impl Server {
         Self::spawn_binary(binary, config, data, false, env)
     }
 
+    /// `revenant serve` with the admin API, more arguments (`--store`, `--node-id`, ...) and
+    /// environment variables: a node of a cluster.
+    pub fn start_node(config: &Path, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_full(
+            Path::new(env!("CARGO_BIN_EXE_revenant")),
+            config,
+            data,
+            true,
+            args,
+            env,
+        )
+    }
+
     fn spawn_binary(
         binary: &Path,
         config: &Path,
         data: &Path,
         admin: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn_full(binary, config, data, admin, &[], env)
+    }
+
+    fn spawn_full(
+        binary: &Path,
+        config: &Path,
+        data: &Path,
+        admin: bool,
+        args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
         let mut command = Command::new(binary);
@@ -128,6 +152,7 @@ impl Server {
         } else {
             command.arg("serve");
         }
+        command.args(args);
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(config)
@@ -197,6 +222,15 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, ...) to this child, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "{signal} delivered");
     }
 
     /// SIGTERM, by this child's PID; then waits (polling, up to `deadline`) for it to exit and

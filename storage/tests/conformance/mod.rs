@@ -623,6 +623,33 @@ async fn leases_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
         .await
         .unwrap();
     assert_eq!(b.map(|l| l.epoch), Some(3));
+    // A node whose lease moved repeats an append whose first entry the new holder wrote with
+    // the same bytes: it stands only if every entry is the same (a deterministic worker
+    // computed the same thing); if any differs the log is the new holder's and it is fenced.
+    let w = WorkerId::new("conformance", "raced");
+    let (e1, e2) = (entry(&w, 1), entry(&w, 2));
+    let by = |entries: Vec<OplogEntry>, epoch| {
+        let mut a = append_entries(&w, 1, entries);
+        a.fence = Some(Fence { shard: s2, epoch });
+        a
+    };
+    oplog
+        .append(by(vec![e1.clone(), e2.clone()], 3))
+        .await
+        .unwrap();
+    oplog
+        .append(by(vec![e1.clone(), e2.clone()], 1))
+        .await
+        .expect("the same entries stand whoever wrote them");
+    let err = oplog
+        .append(by(vec![e1.clone(), OplogEntry::Interrupted], 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Fenced { found: Some(3), .. }),
+        "{err}"
+    );
+    assert_eq!(read_all(oplog, &w).await.last().unwrap().entry, e2);
     // Releasing a shard one does not hold changes nothing.
     leases::update(kv, "node-a", 10_400, 500, &[], &[s2])
         .await

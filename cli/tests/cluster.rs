@@ -1,0 +1,490 @@
+//! Three real `revenant serve` processes on one private PostgreSQL: the per-user counter load
+//! through all of them while one is SIGKILLed, a node paused with SIGSTOP past its lease that
+//! cannot write once resumed, and a SIGTERM under load that fails no request.
+
+// Tests read the clock and their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
+#[path = "../../storage/tests/support/postgres.rs"]
+mod postgres;
+mod support;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use postgres::Postgres;
+use revenant_storage::WorkerId;
+use revenant_storage::layout::shard::shard_of;
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{Http, Server, demo_with};
+
+const LEASE: Duration = Duration::from_millis(2_000);
+const SECRET: &str = "the-cluster-test-secret";
+
+/// The demo project with a short lease, and `extra` top-level YAML.
+fn project(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    demo_with(&format!(
+        "cluster:\n  lease_ms: {}\n  shards: 16\n{extra}",
+        LEASE.as_millis()
+    ))
+}
+
+fn node(config: &Path, data: &Path, store: &str, id: &str) -> Server {
+    Server::start_node(
+        config,
+        data,
+        &[
+            "--store",
+            store,
+            "--node-id",
+            id,
+            "--cluster-listen",
+            "127.0.0.1:0",
+        ],
+        &[("REVENANT_CLUSTER_SECRET", SECRET)],
+    )
+}
+
+async fn cluster_view(http: &Http, server: &Server) -> Json {
+    let admin = server.admin.clone().expect("admin API");
+    http.with_admin(server)
+        .get(&format!("{admin}/cluster"))
+        .await
+}
+
+/// Shard holders by node id, as `server` sees them.
+fn holders(view: &Json) -> BTreeMap<String, Vec<u32>> {
+    let mut by_node: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for lease in view["leases"].as_array().unwrap() {
+        let holder = lease["holder"].as_str().unwrap().to_string();
+        by_node
+            .entry(holder)
+            .or_default()
+            .push(lease["shard"].as_u64().unwrap() as u32);
+    }
+    by_node
+}
+
+/// Polls `server`'s view of the cluster until `ok` holds.
+async fn until_view(
+    http: &Http,
+    server: &Server,
+    what: &str,
+    ok: impl Fn(&BTreeMap<String, Vec<u32>>) -> bool,
+) -> Json {
+    let start = Instant::now();
+    loop {
+        let view = cluster_view(http, server).await;
+        if ok(&holders(&view)) {
+            return view;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every shard held, by exactly the nodes `ids`, evenly.
+fn spread_over(ids: &[&str]) -> impl Fn(&BTreeMap<String, Vec<u32>>) -> bool {
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    move |h| {
+        let names: Vec<&String> = h.keys().collect();
+        names == ids.iter().collect::<Vec<_>>() && h.values().all(|s| s.len() >= 16 / ids.len())
+    }
+}
+
+/// A user whose worker lives on `shards`.
+fn user_on(shards: &[u32], count: u32, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|u| {
+            let worker = WorkerId::new("user-activity", format!("user-{u}"));
+            shards.contains(&shard_of(&worker, count))
+        })
+        .unwrap()
+}
+
+/// One call with its idempotency key, sent to `urls` in turn from `first` until one answers
+/// 200 (the client's retries). Returns the answer and the statuses other than 200 it got.
+async fn call(
+    http: &Http,
+    urls: &[String],
+    first: usize,
+    user: &str,
+    detail: &str,
+) -> (Json, Vec<String>) {
+    let mut other = Vec::new();
+    let start = Instant::now();
+    for attempt in 0.. {
+        let url = &urls[(first + attempt) % urls.len()];
+        let answer = http
+            .request_with(
+                "POST",
+                &format!("{url}/user/{user}/activities"),
+                Some(json!({"kind": "load", "detail": detail})),
+                &[("idempotency-key", detail)],
+            )
+            .await;
+        match answer {
+            Ok((200, count)) => return (count, other),
+            Ok((status, body)) => other.push(format!("{status} {body}")),
+            // The node is gone (killed or stopped): a client tries another.
+            Err(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{user}/{detail}: no node answered 200 within 60 s: {other:?}"
+        );
+    }
+    unreachable!()
+}
+
+/// Every user's activities: each acknowledged call exactly once, and the count agrees.
+async fn verify(http: &Http, url: &str, made: &BTreeMap<String, Vec<String>>) {
+    for (user, details) in made {
+        let list = http.get(&format!("{url}/user/{user}/activities")).await;
+        let stored: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["detail"].as_str().unwrap())
+            .collect();
+        let unique: HashSet<&str> = stored.iter().copied().collect();
+        assert_eq!(unique.len(), stored.len(), "{user}: a call applied twice");
+        for d in details {
+            assert!(unique.contains(d.as_str()), "{user}: acknowledged {d} lost");
+        }
+        assert_eq!(stored.len(), details.len(), "{user}: {stored:?}");
+        let count = http.get(&format!("{url}/user/{user}/count")).await;
+        assert_eq!(count, json!(details.len()), "{user}: count");
+    }
+}
+
+const USERS: usize = 100;
+const CALLS_PER_USER: usize = 12;
+
+/// What a user of the load made: its name, its acknowledged calls' details, and the answers
+/// other than 200 its client retried.
+type Made = (String, Vec<String>, Vec<String>);
+
+/// Runs the counter load through `urls`: every user makes its calls one after another, each
+/// to the next node. `acked` counts the acknowledged calls.
+fn load(
+    http: &Http,
+    urls: &[String],
+    acked: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Made>> {
+    (0..USERS)
+        .map(|u| {
+            let (http, urls, acked) = (http.clone(), urls.to_vec(), acked.clone());
+            tokio::spawn(async move {
+                let user = format!("u{u}");
+                let (mut details, mut refused) = (Vec::new(), Vec::new());
+                for c in 0..CALLS_PER_USER {
+                    let detail = format!("{user}-c{c}");
+                    let (count, other) = call(&http, &urls, u + c, &user, &detail).await;
+                    assert_eq!(count, json!(c + 1), "{detail}");
+                    refused.extend(other);
+                    details.push(detail);
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                (user, details, refused)
+            })
+        })
+        .collect()
+}
+
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_no_call_when_one_is_killed() {
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, config) = project("");
+    let datas: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ids = ["n1", "n2", "n3"];
+    let mut nodes: Vec<Option<Server>> = ids
+        .iter()
+        .zip(&datas)
+        .map(|(id, d)| Some(node(&config, d.path(), &pg.url, id)))
+        .collect();
+    let http = Http::new();
+    let first = nodes[0].as_ref().unwrap();
+    let view = until_view(
+        &http,
+        first,
+        "16 shards spread over 3 nodes",
+        spread_over(&ids),
+    )
+    .await;
+    let shards = view["shards"].as_u64().unwrap() as u32;
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().url.clone())
+        .collect();
+
+    // A worker of the victim's, made resident there, to time its takeover.
+    let victim = 2;
+    let probe = user_on(&holders(&view)[ids[victim]], shards, "probe-");
+    call(&http, &urls[victim..], 0, &probe, "probe-0").await;
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let users = load(&http, &urls, &acked);
+    until("a third of the calls to be acknowledged", || {
+        acked.load(Ordering::SeqCst) >= USERS * CALLS_PER_USER / 3
+    })
+    .await;
+    let killed = Instant::now();
+    nodes[victim].take().unwrap().kill9();
+    let acked_at_kill = acked.load(Ordering::SeqCst);
+    // Calls for the dead node's workers are answered by another node once its leases expire.
+    call(&http, &urls[..victim], 0, &probe, "probe-1").await;
+    let failover = killed.elapsed();
+    eprintln!(
+        "failover: a worker of the killed node answered through another {} ms after the kill \
+         (lease {} ms); {acked_at_kill} of {} calls were acknowledged at the kill",
+        failover.as_millis(),
+        LEASE.as_millis(),
+        USERS * CALLS_PER_USER
+    );
+    assert!(
+        failover <= LEASE + Duration::from_secs(1),
+        "failover took {failover:?}, past the lease + 1 s"
+    );
+
+    let mut made = BTreeMap::new();
+    let mut retried = Vec::new();
+    for u in users {
+        let (user, details, refused) = u.await.unwrap();
+        retried.extend(refused);
+        made.insert(user, details);
+    }
+    eprintln!(
+        "{} answers other than 200 were retried by the client: {retried:?}",
+        retried.len()
+    );
+    made.insert(probe, vec!["probe-0".into(), "probe-1".into()]);
+    let survivor = nodes[0].as_ref().unwrap();
+    verify(&http, &survivor.url, &made).await;
+    // The survivors hold every shard between them.
+    until_view(
+        &http,
+        survivor,
+        "the survivors to hold everything",
+        spread_over(&ids[..2]),
+    )
+    .await;
+}
+
+/// An upstream on 127.0.0.1 that holds its first request until `release` is notified and
+/// answers the others at once.
+async fn held_upstream(seen: Arc<AtomicUsize>, release: Arc<tokio::sync::Notify>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/item", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, release) = (seen.clone(), release.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |_request| {
+                    let (seen, release) = (seen.clone(), release.clone());
+                    async move {
+                        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                            release.notified().await;
+                        }
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                            b"from upstream",
+                        ))))
+                    }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_cannot_write_when_it_resumes() {
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, config) = project("outgoing_http:\n  allow: [\"127.0.0.1\"]\n");
+    let datas: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ids = ["n1", "n2"];
+    let a = node(&config, datas[0].path(), &pg.url, ids[0]);
+    let b = node(&config, datas[1].path(), &pg.url, ids[1]);
+    let http = Http::new();
+    let view = until_view(
+        &http,
+        &b,
+        "16 shards spread over 2 nodes",
+        spread_over(&ids),
+    )
+    .await;
+    let shards = view["shards"].as_u64().unwrap() as u32;
+    let user = user_on(&holders(&view)["n1"], shards, "paused-");
+    let worker_url = |s: &Server| format!("{}/user/{user}", s.url);
+    http.post(
+        &format!("{}/activities", worker_url(&a)),
+        json!({"kind": "k", "detail": "before"}),
+    )
+    .await;
+
+    // A call on the first node, blocked in an outgoing request: its start is durable.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let item = held_upstream(seen.clone(), release.clone()).await;
+    let blocked = {
+        let (http, url, item) = (http.clone(), worker_url(&a), item.clone());
+        tokio::spawn(async move {
+            http.request_with(
+                "POST",
+                &format!("{url}/imports"),
+                Some(json!({"url": item})),
+                &[("idempotency-key", "import-1")],
+            )
+            .await
+        })
+    };
+    until("the call to reach the upstream", || {
+        seen.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    // Paused past its lease: the other node takes the shard, resumes the call (the upstream
+    // answers its repeat at once) and serves the worker.
+    a.signal("-STOP");
+    let taken = until_view(&http, &b, "the second node to hold every shard", |h| {
+        h.keys().eq(["n2"].iter())
+    })
+    .await;
+    let admin_b = http.with_admin(&b);
+    let worker_admin = format!(
+        "{}/workers/user-activity/user-{user}",
+        b.admin.as_ref().unwrap()
+    );
+    until("the resumed import to be sent again", || {
+        seen.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let mut resumed = json!(null);
+    let start = Instant::now();
+    while resumed["status"] != "idle" {
+        resumed = admin_b.get(&worker_admin).await;
+        assert!(start.elapsed() < Duration::from_secs(30), "{resumed}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let count = http.get(&format!("{}/count", worker_url(&b))).await;
+    assert_eq!(count, json!(2), "the resumed import counted once");
+    let log_before = admin_b.get(&worker_admin).await["last_index"].clone();
+
+    // Resumed, with its held call answered at last: its append is refused by the store.
+    a.signal("-CONT");
+    release.notify_one();
+    let (status, answer) = blocked.await.unwrap().expect("the paused node answers");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "worker_moved", "{answer}");
+    assert_eq!(
+        admin_b.get(&worker_admin).await["last_index"],
+        log_before,
+        "the paused node's late write is not in the log"
+    );
+    // The call's outcome is the new holder's, and a repeat gets it, through either node.
+    for server in [&a, &b] {
+        let (status, repeat) = http
+            .request_with(
+                "POST",
+                &format!("{}/imports", worker_url(server)),
+                Some(json!({"url": item})),
+                &[("idempotency-key", "import-1")],
+            )
+            .await
+            .unwrap();
+        assert_eq!((status, repeat), (200, json!({"ok": 2})));
+    }
+    // It rejoins: shards spread over both again, and calls through it count on.
+    until_view(
+        &http,
+        &b,
+        "the resumed node to hold shards again",
+        spread_over(&ids),
+    )
+    .await;
+    let list = http.get(&format!("{}/activities", worker_url(&a))).await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let count = http
+        .post(
+            &format!("{}/activities", worker_url(&a)),
+            json!({"kind": "k", "detail": "after"}),
+        )
+        .await;
+    assert_eq!(count, json!(3));
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_under_load_fails_no_request() {
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, config) = project("");
+    let datas: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ids = ["n1", "n2", "n3"];
+    let mut nodes: Vec<Option<Server>> = ids
+        .iter()
+        .zip(&datas)
+        .map(|(id, d)| Some(node(&config, d.path(), &pg.url, id)))
+        .collect();
+    let http = Http::new();
+    let first = nodes[0].as_ref().unwrap();
+    until_view(
+        &http,
+        first,
+        "16 shards spread over 3 nodes",
+        spread_over(&ids),
+    )
+    .await;
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().url.clone())
+        .collect();
+    let acked = Arc::new(AtomicUsize::new(0));
+    let users = load(&http, &urls, &acked);
+    until("a third of the calls to be acknowledged", || {
+        acked.load(Ordering::SeqCst) >= USERS * CALLS_PER_USER / 3
+    })
+    .await;
+    let status = nodes[1].take().unwrap().terminate(Duration::from_secs(60));
+    assert!(status.success(), "a clean exit: {status}");
+    let mut made = BTreeMap::new();
+    let mut refused = Vec::new();
+    for u in users {
+        let (user, details, other) = u.await.unwrap();
+        refused.extend(other);
+        made.insert(user, details);
+    }
+    // Connections to the stopped node fail, and the client goes to another; but no request
+    // any node accepted was answered with an error.
+    assert!(refused.is_empty(), "answers other than 200: {refused:?}");
+    let survivor = nodes[0].as_ref().unwrap();
+    verify(&http, &survivor.url, &made).await;
+}
