@@ -68,7 +68,8 @@ struct LoadtestArgs {
     /// Scenario file (YAML): users, steps, load model, verification.
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// Base URL of the service (overrides the scenario's `url`).
+    /// Base URL of the service (overrides the scenario's `url`). For a cluster, the nodes'
+    /// URLs, comma-separated: iterations go to them in turn and a retry goes to the next.
     #[arg(long)]
     url: Option<String>,
     /// Write the report as JSON here.
@@ -232,7 +233,10 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
                     .await
                     .map_err(|e| anyhow::anyhow!("store `{store}`: cannot open it: {e}"))?,
             );
-            let oplog = Arc::new(revenant_storage::kv_oplog::KvOplog::new(kv.clone()));
+            // Appends of many workers share one transaction (group commit).
+            let oplog = Arc::new(revenant_storage::pg_oplog::PgOplog::new(
+                kv.as_ref().clone(),
+            ));
             run(config, kv, oplog, true).await
         }
         #[cfg(feature = "foundationdb")]

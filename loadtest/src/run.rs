@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 /// How a run is started.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// The service's base URL (overrides the scenario's `url`).
+    /// The service's base URL (overrides the scenario's `url`); several, comma-separated, for
+    /// the nodes of a cluster: iterations go to them in turn, and a retry goes to the next.
     pub url: Option<String>,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
@@ -26,7 +27,8 @@ pub struct RunOptions {
 
 struct Shared {
     scenario: Scenario,
-    base: String,
+    /// The base URLs (one per node of a cluster, or one).
+    bases: Vec<String>,
     run: String,
     client: Client,
     recorder: Mutex<Recorder>,
@@ -53,9 +55,16 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
         .url
         .clone()
         .or_else(|| scenario.url.clone())
-        .ok_or_else(|| LoadError::Invalid("no URL: give --url or `url:`".into()))?
-        .trim_end_matches('/')
-        .to_string();
+        .ok_or_else(|| LoadError::Invalid("no URL: give --url or `url:`".into()))?;
+    let bases: Vec<String> = base
+        .split(',')
+        .map(|b| b.trim().trim_end_matches('/').to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if bases.is_empty() {
+        return Err(LoadError::Invalid(format!("no URL in `{base}`")));
+    }
+    let base = bases.join(",");
     let pool = match &scenario.load {
         LoadModel::Open { max_in_flight, .. } => *max_in_flight,
         LoadModel::Closed { virtual_users, .. } => *virtual_users,
@@ -70,7 +79,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
     let start = Instant::now();
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
-        base: base.clone(),
+        bases,
         run: format!("{:016x}", fastrand::u64(..)),
         client: client(pool.min(limits::CONNECTIONS_MAX)),
         recorder: Mutex::new(Recorder::new(start, scenario.warmup, scenario.steps.len())),
@@ -107,7 +116,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
         .finish(finished);
     let verification = verify(
         &shared.client,
-        &shared.base,
+        &shared.bases[0],
         &shared.scenario,
         &shared.run,
         &shared.ledgers,
@@ -206,10 +215,13 @@ enum Ending {
     InDoubt(String),
 }
 
+/// One step's call, retried; with several base URLs, attempt `a` goes to the base after
+/// `first + a - 1`'s (a retry tries another node).
 async fn call(
     shared: &Shared,
     step: &Step,
-    url: &str,
+    first: usize,
+    path: &str,
     headers: &[(String, String)],
     body: Bytes,
 ) -> Ending {
@@ -218,10 +230,12 @@ async fn call(
         if attempt > 0 {
             tokio::time::sleep(limits::RETRY_BACKOFF * attempt).await;
         }
+        let base = &shared.bases[(first + attempt as usize) % shared.bases.len()];
+        let url = format!("{base}{path}");
         match send(
             &shared.client,
             &step.method,
-            url,
+            &url,
             headers,
             body.clone(),
             shared.scenario.timeout,
@@ -253,7 +267,7 @@ async fn iteration(shared: &Shared, user: usize, intended: Instant) {
     ];
     let mut started = intended;
     for (i, step) in shared.scenario.steps.iter().enumerate() {
-        let url = format!("{}{}", shared.base, fill(&step.path, &vars));
+        let path = fill(&step.path, &vars);
         let body = step
             .body
             .as_ref()
@@ -269,7 +283,7 @@ async fn iteration(shared: &Shared, user: usize, intended: Instant) {
             "idempotency-key".into(),
             format!("{}-{key}-{n}-{i}", shared.run),
         ));
-        let ending = call(shared, step, &url, &headers, body).await;
+        let ending = call(shared, step, n as usize, &path, &headers, body).await;
         let now = Instant::now();
         let outcome = match &ending {
             Ending::Ok(_) => Ok(()),

@@ -19,6 +19,7 @@ pub mod leases;
 pub mod limits;
 pub mod memory;
 pub mod oplog;
+pub mod pg_oplog;
 pub mod postgres;
 mod value;
 

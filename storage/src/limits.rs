@@ -39,6 +39,11 @@ pub const GROUP_COMMIT_ENTRIES_MAX: usize = 1_024;
 /// limit and bounds the memory a batch holds.
 pub const GROUP_COMMIT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Batches of appends the PostgreSQL oplog commits at once (`pg_oplog`): while one waits for
+/// its commit's fsync, the next is read and decided. Two keep the disk busy; more only add
+/// serialization conflicts between batches.
+pub const PG_COMMITTERS: usize = 2;
+
 /// Appends waiting for the committer. When full, appenders wait (backpressure), so memory held by
 /// queued appends is bounded by this times the largest append.
 pub const APPEND_QUEUE_DEPTH: usize = 4_096;

@@ -74,7 +74,7 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, KvError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, KvError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => pg_error(e),
             other => KvError::Retryable(format!("PostgreSQL connection: {other}")),
@@ -97,7 +97,7 @@ impl PgStore {
 }
 
 /// A PostgreSQL error as the KV interface reports it.
-fn pg_error(e: tokio_postgres::Error) -> KvError {
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> KvError {
     match e.code() {
         Some(code)
             if *code == SqlState::T_R_SERIALIZATION_FAILURE

@@ -138,6 +138,32 @@ impl Postgres {
         );
     }
 
+    /// Creates another database on the server; returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        let port = self
+            .url
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .split('/')
+            .next()
+            .unwrap();
+        self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-U",
+                "postgres",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ],
+        );
+        format!("postgres://postgres@127.0.0.1:{port}/{name}")
+    }
+
     /// The server's log, for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
