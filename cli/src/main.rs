@@ -219,6 +219,21 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         return check(&args.config, &config, mode);
     }
     let store = config.store.describe();
+    #[cfg(not(feature = "foundationdb"))]
+    if let config::StoreChoice::FoundationDb(_) = config.store {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "store `{store}`: this build has no FoundationDB client; build with `cargo build \
+             --release --features foundationdb` (needs libfdb_c)"
+        )));
+    }
+    if config.store != config::StoreChoice::Embedded && config.cluster.secret.is_none() {
+        // Checked before the store is opened: it is a mistake in the configuration.
+        return Err(Failure::Other(anyhow::anyhow!(
+            "store `{store}` is shared by a cluster: set its secret in `cluster.secret` or \
+             REVENANT_CLUSTER_SECRET (at least {} characters, the same on every node)",
+            config::CLUSTER_SECRET_CHARS_MIN
+        )));
+    }
     match config.store.clone() {
         config::StoreChoice::Embedded => {
             let store_dir = config.data.join("store");
@@ -251,10 +266,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
             run(config, kv, oplog, true).await
         }
         #[cfg(not(feature = "foundationdb"))]
-        config::StoreChoice::FoundationDb(_) => Err(Failure::Other(anyhow::anyhow!(
-            "store `{store}`: this build has no FoundationDB client; build with `cargo build \
-             --release --features foundationdb` (needs libfdb_c)"
-        ))),
+        config::StoreChoice::FoundationDb(_) => unreachable!("refused above"),
     }
 }
 
@@ -307,18 +319,7 @@ async fn run<K: revenant_storage::kv::KvStore>(
     oplog: Arc<dyn revenant_storage::OplogStore>,
     shared: bool,
 ) -> Result<(), Failure> {
-    // A shared store's cluster needs its secret before anything else happens.
-    let secret = match (shared, &config.cluster.secret) {
-        (true, None) => {
-            return Err(Failure::Other(anyhow::anyhow!(
-                "store `{}` is shared by a cluster: set its secret in `cluster.secret` or \
-                 REVENANT_CLUSTER_SECRET (at least {} characters, the same on every node)",
-                config.store.describe(),
-                config::CLUSTER_SECRET_CHARS_MIN
-            )));
-        }
-        (_, secret) => secret.clone(),
-    };
+    let secret = config.cluster.secret.clone();
     let runtime = Runtime::new(
         RuntimeConfig {
             components: config.components.clone(),

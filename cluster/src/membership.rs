@@ -110,6 +110,8 @@ pub struct Membership<K: KvStore> {
     leaving: std::sync::atomic::AtomicBool,
     /// Serialises ticks and the final release.
     ticking: tokio::sync::Mutex<()>,
+    /// Why the last tick failed, while the store does not answer.
+    store_error: Mutex<Option<String>>,
 }
 
 impl<K: KvStore> Membership<K> {
@@ -136,6 +138,7 @@ impl<K: KvStore> Membership<K> {
             view: Mutex::new(View::default()),
             leaving: false.into(),
             ticking: tokio::sync::Mutex::new(()),
+            store_error: Mutex::new(None),
         }))
     }
 
@@ -195,6 +198,19 @@ impl<K: KvStore> Membership<K> {
 
     /// Heartbeats, then renews, takes and releases shards so that this node holds its share.
     pub async fn tick(&self) -> Result<Changes, KvError> {
+        let result = self.round().await;
+        *self.store_error.lock().expect("store error lock") =
+            result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    /// Why the store did not answer the last renewal, if it did not: the node then serves
+    /// nothing once its leases lapse, and takes shards again when the store is back.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error.lock().expect("store error lock").clone()
+    }
+
+    async fn round(&self) -> Result<Changes, KvError> {
         let _one = self.ticking.lock().await;
         let started = Instant::now();
         let now_ms = self.clock.wall_ms();

@@ -21,6 +21,8 @@ pub trait Locator: Send + Sync + 'static {
     /// Re-reads who holds what (rate-limited); failures are logged, not returned.
     fn refresh(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn view(&self) -> ClusterView;
+    /// Why the store did not answer the last lease renewal, if it did not.
+    fn store_error(&self) -> Option<String>;
 }
 
 impl<K: KvStore> Locator for Membership<K> {
@@ -46,6 +48,10 @@ impl<K: KvStore> Locator for Membership<K> {
 
     fn view(&self) -> ClusterView {
         Membership::view(self)
+    }
+
+    fn store_error(&self) -> Option<String> {
+        Membership::store_error(self)
     }
 }
 

@@ -294,6 +294,14 @@ impl Gateway {
                 ErrorCode::NotOwner,
                 format!("this node does not serve worker {worker} and the call has made its hops"),
             )),
+            Err(revenant_cluster::RouteError::NoHolder { .. })
+                if let Some(e) = cluster.locator().store_error() =>
+            {
+                Err(ApiError::new(
+                    ErrorCode::StorageUnavailable,
+                    format!("the store does not answer ({e}); no node can serve worker {worker}"),
+                ))
+            }
             Err(revenant_cluster::RouteError::NoHolder { shard, attempts }) => Err(ApiError::new(
                 ErrorCode::ShardUnavailable,
                 format!(

@@ -95,3 +95,7 @@ pub const PG_CONNECTIONS_MAX: usize = 16;
 /// PostgreSQL's `statement_timeout` on every connection: a statement stuck behind a lock or an
 /// overloaded server fails (and its transaction is retried or reported) instead of hanging.
 pub const PG_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long opening a connection to PostgreSQL may take: a server that does not answer by then
+/// fails the start (or the call) instead of hanging it.
+pub const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

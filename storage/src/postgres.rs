@@ -20,7 +20,9 @@ use crate::kv::{
     AtomicOp, KeyValue, KvError, KvStore, MaybeCommitted, OccBackend, RangeOptions, Transaction,
     apply_atomic, run_transaction,
 };
-use crate::limits::{KV_RANGE_ROWS_MAX, PG_CONNECTIONS_MAX, PG_STATEMENT_TIMEOUT};
+use crate::limits::{
+    KV_RANGE_ROWS_MAX, PG_CONNECT_TIMEOUT, PG_CONNECTIONS_MAX, PG_STATEMENT_TIMEOUT,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,7 @@ impl PgStore {
             .parse()
             .map_err(|e| KvError::Engine(format!("the PostgreSQL URL does not parse: {e}")))?;
         let mut config = config;
+        config.connect_timeout(PG_CONNECT_TIMEOUT);
         config.options(format!(
             "-c statement_timeout={}",
             PG_STATEMENT_TIMEOUT.as_millis()
@@ -109,7 +112,11 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> KvError {
         // No SQLSTATE: the connection failed. Retrying on another connection is safe for a
         // statement before COMMIT (the transaction is gone with the connection).
         None if e.is_closed() => KvError::Retryable(format!("PostgreSQL connection closed: {e}")),
-        None => KvError::Retryable(format!("PostgreSQL: {e}")),
+        // "error connecting to server" says little without its cause (refused, timed out).
+        None => match std::error::Error::source(&e) {
+            Some(cause) => KvError::Retryable(format!("PostgreSQL: {e}: {cause}")),
+            None => KvError::Retryable(format!("PostgreSQL: {e}")),
+        },
     }
 }
 

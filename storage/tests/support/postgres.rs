@@ -85,11 +85,29 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        pg.serve();
+        Some(pg)
+    }
+
+    fn port(&self) -> &str {
+        self.url
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .split('/')
+            .next()
+            .unwrap()
+    }
+
+    /// Starts the server on its folder and port (again, after [`stop`](Self::stop)).
+    pub fn serve(&self) {
+        let data = self.data();
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            pg.dir.path().display()
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port(),
+            self.dir.path().display()
         );
-        pg.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D",
@@ -97,14 +115,22 @@ impl Postgres {
                 "-o",
                 &options,
                 "-l",
-                pg.dir.path().join("log").to_str().unwrap(),
+                self.dir.path().join("log").to_str().unwrap(),
                 "-w",
                 "-t",
                 "60",
                 "start",
             ],
         );
-        Some(pg)
+    }
+
+    /// Stops the server (its clients' connections break), keeping its data.
+    pub fn stop(&self) {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
     }
 
     fn data(&self) -> PathBuf {
@@ -140,14 +166,7 @@ impl Postgres {
 
     /// Creates another database on the server; returns its URL.
     pub fn database(&self, name: &str) -> String {
-        let port = self
-            .url
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .split('/')
-            .next()
-            .unwrap();
+        let port = self.port();
         self.run(
             "psql",
             &[
