@@ -118,6 +118,12 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
             let (sha256, bytes) = revenant_storage::oplog::result_digest(&every_value());
             OplogEntry::InvocationCompletedDigest { sha256, bytes }
         }),
+        (
+            "engine",
+            OplogEntry::Engine {
+                settings: "nan-canonicalization relaxed-simd-deterministic no-threads".into(),
+            },
+        ),
     ]
 }
 
