@@ -270,20 +270,31 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     }
 }
 
-/// `revenant check` and `revenant openapi`: the project is compiled and bound against an
-/// in-memory store; nothing on disk is touched.
-fn check(path: &std::path::Path, config: &config::Config, mode: Mode) -> Result<(), Failure> {
-    let runtime = Runtime::new(
+/// The runtime of the project's components, on `oplog`.
+fn runtime(
+    config: &config::Config,
+    oplog: Arc<dyn revenant_storage::OplogStore>,
+) -> Result<Arc<Runtime>, Failure> {
+    Ok(Runtime::new(
         RuntimeConfig {
             components: config.components.clone(),
             cache_dir: config.data.join("cache"),
             limits: config.limits.clone(),
             outgoing_http: config.outgoing_http.clone(),
         },
-        Arc::new(revenant_storage::memory::MemoryStore::default()),
+        oplog,
         Arc::new(SystemEnvironment::new()),
     )
-    .context("loading components")?;
+    .context("loading components")?)
+}
+
+/// `revenant check` and `revenant openapi`: the project is compiled and bound against an
+/// in-memory store; nothing on disk is touched.
+fn check(path: &std::path::Path, config: &config::Config, mode: Mode) -> Result<(), Failure> {
+    let runtime = runtime(
+        config,
+        Arc::new(revenant_storage::memory::MemoryStore::default()),
+    )?;
     let gateway =
         Gateway::new(runtime.clone(), &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
     if mode == Mode::OpenApi {
@@ -320,17 +331,7 @@ async fn run<K: revenant_storage::kv::KvStore>(
     shared: bool,
 ) -> Result<(), Failure> {
     let secret = config.cluster.secret.clone();
-    let runtime = Runtime::new(
-        RuntimeConfig {
-            components: config.components.clone(),
-            cache_dir: config.data.join("cache"),
-            limits: config.limits.clone(),
-            outgoing_http: config.outgoing_http.clone(),
-        },
-        oplog,
-        Arc::new(SystemEnvironment::new()),
-    )
-    .context("loading components")?;
+    let runtime = runtime(&config, oplog)?;
     // The project file's routes were checked by `config::load`; this binds them.
     Gateway::new(runtime.clone(), &config.api).map_err(|d| Failure::Invalid(d.to_string()))?;
     // The project file's routes and everything deployed through the admin API.

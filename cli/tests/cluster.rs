@@ -9,22 +9,16 @@
 mod postgres;
 mod support;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use postgres::Postgres;
 use revenant_storage::WorkerId;
 use revenant_storage::layout::shard::shard_of;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, HashSet};
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{Http, Server, demo_with};
+use support::{Http, Server, demo_with, held_upstream};
 
 const LEASE: Duration = Duration::from_millis(2_000);
 const SECRET: &str = "the-cluster-test-secret";
@@ -215,31 +209,56 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_lose_no_call_when_one_is_killed() {
-    let Some(pg) = Postgres::start() else { return };
-    let (_dir, config) = project("");
+/// Three nodes on one database, once they hold every shard evenly.
+struct Three {
+    _datas: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<Server>>,
+    urls: Vec<String>,
+    /// The first node's view of the cluster then.
+    view: Json,
+}
+
+async fn three_nodes(pg: &Postgres, config: &Path, http: &Http) -> Three {
     let datas: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let ids = ["n1", "n2", "n3"];
-    let mut nodes: Vec<Option<Server>> = ids
+    let nodes: Vec<Option<Server>> = ids
         .iter()
         .zip(&datas)
-        .map(|(id, d)| Some(node(&config, d.path(), &pg.url, id)))
+        .map(|(id, d)| Some(node(config, d.path(), &pg.url, id)))
         .collect();
-    let http = Http::new();
     let first = nodes[0].as_ref().unwrap();
     let view = until_view(
-        &http,
+        http,
         first,
         "16 shards spread over 3 nodes",
         spread_over(&ids),
     )
     .await;
-    let shards = view["shards"].as_u64().unwrap() as u32;
-    let urls: Vec<String> = nodes
+    let urls = nodes
         .iter()
         .map(|n| n.as_ref().unwrap().url.clone())
         .collect();
+    Three {
+        _datas: datas,
+        nodes,
+        urls,
+        view,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_no_call_when_one_is_killed() {
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, config) = project("");
+    let http = Http::new();
+    let ids = ["n1", "n2", "n3"];
+    let Three {
+        _datas,
+        mut nodes,
+        urls,
+        view,
+    } = three_nodes(&pg, &config, &http).await;
+    let shards = view["shards"].as_u64().unwrap() as u32;
 
     // A worker of the victim's, made resident there, to time its takeover.
     let victim = 2;
@@ -292,38 +311,6 @@ async fn three_nodes_lose_no_call_when_one_is_killed() {
         spread_over(&ids[..2]),
     )
     .await;
-}
-
-/// An upstream on 127.0.0.1 that holds its first request until `release` is notified and
-/// answers the others at once.
-async fn held_upstream(seen: Arc<AtomicUsize>, release: Arc<tokio::sync::Notify>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/item", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (seen, release) = (seen.clone(), release.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let (seen, release) = (seen.clone(), release.clone());
-                    async move {
-                        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                            release.notified().await;
-                        }
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"from upstream",
-                        ))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,26 +434,13 @@ async fn a_node_paused_past_its_lease_cannot_write_when_it_resumes() {
 async fn a_sigterm_under_load_fails_no_request() {
     let Some(pg) = Postgres::start() else { return };
     let (_dir, config) = project("");
-    let datas: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let ids = ["n1", "n2", "n3"];
-    let mut nodes: Vec<Option<Server>> = ids
-        .iter()
-        .zip(&datas)
-        .map(|(id, d)| Some(node(&config, d.path(), &pg.url, id)))
-        .collect();
     let http = Http::new();
-    let first = nodes[0].as_ref().unwrap();
-    until_view(
-        &http,
-        first,
-        "16 shards spread over 3 nodes",
-        spread_over(&ids),
-    )
-    .await;
-    let urls: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().url.clone())
-        .collect();
+    let Three {
+        _datas,
+        mut nodes,
+        urls,
+        ..
+    } = three_nodes(&pg, &config, &http).await;
     let acked = Arc::new(AtomicUsize::new(0));
     let users = load(&http, &urls, &acked);
     until("a third of the calls to be acknowledged", || {

@@ -4,47 +4,16 @@
 
 mod support;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::json;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{Http, Server, demo_with, eventually};
+use support::{Http, Server, demo_with, eventually, held_upstream};
 
 /// An upstream on 127.0.0.1 that never answers its first request and answers the others.
 async fn upstream(seen: Arc<AtomicUsize>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/item", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let seen = seen.clone();
-                    async move {
-                        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                            std::future::pending::<()>().await;
-                        }
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"from upstream",
-                        ))))
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    url
+    // Nobody ever notifies: the first request waits forever.
+    held_upstream(seen, Arc::new(tokio::sync::Notify::new())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

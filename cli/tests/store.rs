@@ -40,14 +40,6 @@ fn refused(
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_bad_store_setting_names_itself() {
     let data = tempfile::tempdir().unwrap();
@@ -70,7 +62,7 @@ fn an_unreachable_store_stops_the_start_with_one_line() {
     let data = tempfile::tempdir().unwrap();
     let url = format!(
         "postgres://postgres:hunter2@127.0.0.1:{}/revenant",
-        free_port()
+        postgres::free_port()
     );
     let (code, stderr) = refused(
         &demo_config(),

@@ -1,7 +1,7 @@
 //! An oplog store that passes everything to another, and shows each append to a hook first,
 //! which may hold it back or refuse it: how tests inject a slow or refusing store.
 
-use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata};
+use crate::{Append, AppendsItsOwnWay, OplogStore, StorageError};
 use async_trait::async_trait;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,55 +29,15 @@ impl<S: OplogStore> Intercepted<S> {
 }
 
 #[async_trait]
-impl<S: OplogStore> OplogStore for Intercepted<S> {
-    async fn append(&self, append: Append) -> Result<(), StorageError> {
+impl<S: OplogStore> AppendsItsOwnWay for Intercepted<S> {
+    type Reads = S;
+
+    fn reads(&self) -> &S {
+        &self.inner
+    }
+
+    async fn append_its_way(&self, append: Append) -> Result<(), StorageError> {
         (self.hook)(&append).await?;
         self.inner.append(append).await
-    }
-
-    async fn read(
-        &self,
-        worker: &WorkerId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<SequencedEntry>, StorageError> {
-        self.inner.read(worker, from, limit).await
-    }
-
-    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
-        self.inner.metadata(worker).await
-    }
-
-    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
-        self.inner.in_flight_workers().await
-    }
-
-    async fn list_workers(
-        &self,
-        component: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
-        self.inner.list_workers(component, after, limit).await
-    }
-
-    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
-        self.inner.delete_worker(worker).await
-    }
-
-    async fn idempotent_outcome(
-        &self,
-        worker: &WorkerId,
-        key: &str,
-    ) -> Result<Option<u64>, StorageError> {
-        self.inner.idempotent_outcome(worker, key).await
-    }
-
-    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
-        self.inner.truncate_before(worker, seq).await
-    }
-
-    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError> {
-        self.inner.log_bytes(worker).await
     }
 }

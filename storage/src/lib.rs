@@ -150,6 +150,68 @@ pub trait OplogStore: Send + Sync + 'static {
     async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError>;
 }
 
+/// A store that makes appends its own way and reads through another: it gets every other
+/// method of [`OplogStore`] from [`reads`](Self::reads).
+#[async_trait]
+pub trait AppendsItsOwnWay: Send + Sync + 'static {
+    type Reads: OplogStore;
+    fn reads(&self) -> &Self::Reads;
+    async fn append_its_way(&self, append: Append) -> Result<(), StorageError>;
+}
+
+#[async_trait]
+impl<T: AppendsItsOwnWay> OplogStore for T {
+    async fn append(&self, append: Append) -> Result<(), StorageError> {
+        self.append_its_way(append).await
+    }
+
+    async fn read(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEntry>, StorageError> {
+        self.reads().read(worker, from, limit).await
+    }
+
+    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
+        self.reads().metadata(worker).await
+    }
+
+    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
+        self.reads().in_flight_workers().await
+    }
+
+    async fn list_workers(
+        &self,
+        component: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
+        self.reads().list_workers(component, after, limit).await
+    }
+
+    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
+        self.reads().delete_worker(worker).await
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        worker: &WorkerId,
+        key: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        self.reads().idempotent_outcome(worker, key).await
+    }
+
+    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
+        self.reads().truncate_before(worker, seq).await
+    }
+
+    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError> {
+        self.reads().log_bytes(worker).await
+    }
+}
+
 /// Checks the invariants every backend relies on before it writes: a non-empty run of
 /// consecutive sequence numbers ending at the metadata's last index. A violation is a bug in the
 /// caller, so it is asserted, not returned.

@@ -17,8 +17,8 @@ use crate::limits::{
     APPEND_ONE_TRANSACTION_BYTES_MAX, APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX,
     GROUP_COMMIT_ENTRIES_MAX, KV_ATTEMPTS_MAX, PG_COMMITTERS,
 };
-use crate::postgres::{PgStore, pg_error};
-use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata};
+use crate::postgres::{PgStore, UPSERT, clear_ranges, pg_error};
+use crate::{Append, AppendsItsOwnWay, OplogStore, StorageError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -223,22 +223,9 @@ async fn attempt(store: &PgStore, batch: &[Pending]) -> Result<Vec<Result<(), Kv
                 Err(e) => outcomes.push(Err(e)),
             }
         }
-        for (begin, end) in &clears {
-            client
-                .execute(
-                    "DELETE FROM revenant_kv WHERE key >= $1 AND key < $2",
-                    &[begin, end],
-                )
-                .await
-                .map_err(pg_error)?;
-        }
+        clear_ranges(&client, &clears).await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&keys, &values];
-        let write = client.execute(
-            "INSERT INTO revenant_kv (key, value) \
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &params,
-        );
+        let write = client.execute(UPSERT, &params);
         let commit = client.batch_execute("COMMIT");
         let (written, committed) = tokio::join!(write, commit);
         written.map_err(pg_error)?;
@@ -258,8 +245,14 @@ async fn attempt(store: &PgStore, batch: &[Pending]) -> Result<Vec<Result<(), Kv
 }
 
 #[async_trait]
-impl OplogStore for PgOplog {
-    async fn append(&self, append: Append) -> Result<(), StorageError> {
+impl AppendsItsOwnWay for PgOplog {
+    type Reads = KvOplog<PgStore>;
+
+    fn reads(&self) -> &KvOplog<PgStore> {
+        &self.kv
+    }
+
+    async fn append_its_way(&self, append: Append) -> Result<(), StorageError> {
         let rows = append_rows(&append)?;
         if rows.bytes() > APPEND_ONE_TRANSACTION_BYTES_MAX {
             // Large entries are written in steps, chunks first (`KvOplog`).
@@ -273,51 +266,5 @@ impl OplogStore for PgOplog {
             .map_err(|_| StorageError::Closed)?;
         outcome.await.map_err(|_| StorageError::Closed)??;
         Ok(())
-    }
-
-    async fn read(
-        &self,
-        worker: &WorkerId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<SequencedEntry>, StorageError> {
-        self.kv.read(worker, from, limit).await
-    }
-
-    async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
-        self.kv.metadata(worker).await
-    }
-
-    async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {
-        self.kv.in_flight_workers().await
-    }
-
-    async fn list_workers(
-        &self,
-        component: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(WorkerId, WorkerMetadata)>, StorageError> {
-        self.kv.list_workers(component, after, limit).await
-    }
-
-    async fn delete_worker(&self, worker: &WorkerId) -> Result<(), StorageError> {
-        self.kv.delete_worker(worker).await
-    }
-
-    async fn idempotent_outcome(
-        &self,
-        worker: &WorkerId,
-        key: &str,
-    ) -> Result<Option<u64>, StorageError> {
-        self.kv.idempotent_outcome(worker, key).await
-    }
-
-    async fn truncate_before(&self, worker: &WorkerId, seq: u64) -> Result<(), StorageError> {
-        self.kv.truncate_before(worker, seq).await
-    }
-
-    async fn log_bytes(&self, worker: &WorkerId) -> Result<u64, StorageError> {
-        self.kv.log_bytes(worker).await
     }
 }

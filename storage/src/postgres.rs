@@ -34,6 +34,11 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS revenant_kv (
     value bytea NOT NULL
 )";
 
+/// Writes keys `$1` with values `$2` (two arrays), whether they exist or not.
+pub(crate) const UPSERT: &str = "INSERT INTO revenant_kv (key, value) \
+     SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+
 /// Serialises `CREATE TABLE IF NOT EXISTS` between nodes starting at once (it races otherwise).
 const SCHEMA_LOCK: i64 = 0x7265_7665_6e61_6e74; // "revenant"
 
@@ -207,11 +212,12 @@ fn finished() -> KvError {
     KvError::Invalid("the transaction has already ended".into())
 }
 
-/// The buffered writes as statements: range clears first (each removed the points written
-/// before it, so every point left in the buffer comes after them), then point deletes and
-/// upserts, each one statement over arrays.
-async fn apply(client: &deadpool_postgres::Object, buffer: &TxBuffer) -> Result<(), KvError> {
-    for (begin, end) in &buffer.cleared {
+/// Deletes the keys of each range `[begin, end)`.
+pub(crate) async fn clear_ranges(
+    client: &deadpool_postgres::Object,
+    ranges: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), KvError> {
+    for (begin, end) in ranges {
         client
             .execute(
                 "DELETE FROM revenant_kv WHERE key >= $1 AND key < $2",
@@ -220,6 +226,14 @@ async fn apply(client: &deadpool_postgres::Object, buffer: &TxBuffer) -> Result<
             .await
             .map_err(pg_error)?;
     }
+    Ok(())
+}
+
+/// The buffered writes as statements: range clears first (each removed the points written
+/// before it, so every point left in the buffer comes after them), then point deletes and
+/// upserts, each one statement over arrays.
+async fn apply(client: &deadpool_postgres::Object, buffer: &TxBuffer) -> Result<(), KvError> {
+    clear_ranges(client, &buffer.cleared).await?;
     let (mut keys, mut values, mut doomed) = (Vec::new(), Vec::new(), Vec::new());
     for (key, point) in &buffer.points {
         let value = match point {
@@ -252,12 +266,7 @@ async fn apply(client: &deadpool_postgres::Object, buffer: &TxBuffer) -> Result<
     }
     if !keys.is_empty() {
         client
-            .execute(
-                "INSERT INTO revenant_kv (key, value) \
-                 SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&keys, &values],
-            )
+            .execute(UPSERT, &[&keys, &values])
             .await
             .map_err(pg_error)?;
     }

@@ -403,3 +403,38 @@ pub async fn eventually(what: &str, deadline: Duration, mut check: impl FnMut() 
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// An upstream on 127.0.0.1 that holds its first request until `release` is notified and
+/// answers the others at once.
+pub async fn held_upstream(
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/item", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, release) = (seen.clone(), release.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| {
+                    let (seen, release) = (seen.clone(), release.clone());
+                    async move {
+                        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                            release.notified().await;
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"from upstream"),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
