@@ -273,13 +273,8 @@ impl<K: KvStore> Membership<K> {
         view.nodes = nodes.into_iter().map(|n| (n.node.clone(), n)).collect();
         view.leases = table;
         view.last_refresh = Some(Instant::now());
-        let taken = match result {
-            Ok(taken) => taken,
-            Err(e) => {
-                // Nothing renewed: what is held stays valid until its own deadline.
-                return Err(e);
-            }
-        };
+        // On failure nothing was renewed: what is held stays valid until its own deadline.
+        let taken = result?;
         let margin = self.settings.lease / SAFETY_MARGIN_FRACTION;
         let valid_until = started + self.settings.lease - margin;
         for shard in &release {
@@ -315,19 +310,16 @@ impl<K: KvStore> Membership<K> {
                 }
             }
         }
-        // A shard held here but left out of this round (it was neither taken nor released:
-        // the table said another node holds it) is lost.
-        let kept: BTreeSet<u32> = take.iter().chain(&release).copied().collect();
-        let stale: Vec<u32> = view
-            .held
-            .keys()
-            .filter(|s| !kept.contains(s))
-            .copied()
-            .collect();
-        for shard in stale {
-            view.held.remove(&shard);
-            changes.lost.push(shard);
-        }
+        // A shard held here but not taken this round (the table said another node holds it;
+        // the released ones are gone already) is lost.
+        let taken: BTreeSet<u32> = take.into_iter().collect();
+        view.held.retain(|shard, _| {
+            let kept = taken.contains(shard);
+            if !kept {
+                changes.lost.push(*shard);
+            }
+            kept
+        });
         Ok(changes)
     }
 

@@ -110,7 +110,6 @@ where
     // The server's request deadline bounds the whole.
     let mut deadline = None;
     let mut backoff = ROUTE_BACKOFF_MIN;
-    let mut last_shard = membership.shard_of(worker);
     for attempt in 1..=ROUTE_ATTEMPTS_MAX {
         let location = membership.locate(worker);
         tracing::trace!(%worker, attempt, ?location, "routing");
@@ -118,10 +117,7 @@ where
         let outcome = match location {
             Location::Here(fence) => Some(local(fence).await),
             Location::Remote { address, .. } => Some(remote(address).await),
-            Location::Unknown { shard } => {
-                last_shard = shard;
-                None
-            }
+            Location::Unknown { .. } => None,
         };
         if let Some(Attempt::Done(answer)) = outcome {
             return Ok(answer);
@@ -133,7 +129,7 @@ where
         let deadline = *deadline.get_or_insert(now + membership.lease() + ROUTE_SLACK);
         if now >= deadline || attempt == ROUTE_ATTEMPTS_MAX {
             return Err(RouteError::NoHolder {
-                shard: last_shard,
+                shard: membership.shard_of(worker),
                 attempts: attempt,
             });
         }
