@@ -18,6 +18,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc instead of glibc's malloc: under load glibc's allocator (with its consolidation
+/// passes) took about a quarter of the server's CPU; see docs/performance.md for the figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Revenant runs durable workers: WebAssembly components whose state survives crashes,
 /// called through HTTP routes declared in YAML.
 #[derive(Parser)]

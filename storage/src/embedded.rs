@@ -39,6 +39,8 @@ pub struct CommitStats {
     pub appends: AtomicU64,
     /// KV transactions committed by them.
     pub transactions: AtomicU64,
+    /// Flushed memtables freed by the reaper thread (`MemtableReaper`), not under fjall's lock.
+    pub memtables_reaped: AtomicU64,
 }
 
 enum Pending {
@@ -98,6 +100,7 @@ pub struct EmbeddedStore {
     queued_kib: Arc<tokio::sync::Semaphore>,
     stats: Arc<CommitStats>,
     committer: Option<std::thread::JoinHandle<()>>,
+    _reaper: MemtableReaper,
 }
 
 impl EmbeddedStore {
@@ -125,6 +128,7 @@ impl EmbeddedStore {
             .name("revenant-group-commit".into())
             .spawn(move || committer.run())
             .map_err(StorageError::engine)?;
+        let reaper = MemtableReaper::start(keyspace.clone(), stats.clone())?;
         Ok(Self {
             db,
             keyspace,
@@ -133,6 +137,7 @@ impl EmbeddedStore {
             queued_kib: Arc::new(tokio::sync::Semaphore::new(APPEND_QUEUE_BYTES_MAX / 1024)),
             stats,
             committer: Some(committer),
+            _reaper: reaper,
         })
     }
 
@@ -166,6 +171,63 @@ impl Drop for EmbeddedStore {
         }
     }
 }
+
+/// Frees fjall's flushed memtables on a thread of its own.
+///
+/// fjall (3.1) drops a memtable once it is flushed, while it holds the keyspace's version lock,
+/// which every read and write of the keyspace takes: freeing the ~750,000 entries of a full 64
+/// MiB memtable took about 220 ms, and every commit waited (docs/performance.md, "The 220 ms
+/// stall"). This thread holds a reference to each memtable it sees active; once it holds the
+/// last, it drops it, outside any lock of fjall's. Written by hand because fjall has no hook
+/// for it; it relies only on `AbstractTree::active_memtable`, which fjall exports (undocumented):
+/// the test `reaper_frees_flushed_memtables` checks that it still works.
+struct MemtableReaper {
+    /// Dropped to stop the thread (it sees the channel close).
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl MemtableReaper {
+    fn start(keyspace: Keyspace, stats: Arc<CommitStats>) -> Result<Self, StorageError> {
+        use fjall::AbstractTree;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("revenant-memtable-reaper".into())
+            .spawn(move || {
+                let mut held = VecDeque::new();
+                let mut newest = None;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(MEMTABLE_REAP_INTERVAL)
+                {
+                    let active = keyspace.tree.active_memtable();
+                    if newest != Some(active.id()) {
+                        newest = Some(active.id());
+                        held.push_back(active);
+                    }
+                    // Ours is the last reference: fjall is done with it, and it is freed here.
+                    let before = held.len();
+                    held.retain(|m| Arc::strong_count(m) > 1);
+                    let freed = (before - held.len()) as u64;
+                    stats.memtables_reaped.fetch_add(freed, Ordering::Relaxed);
+                    while held.len() > MEMTABLES_HELD_MAX {
+                        held.pop_front();
+                    }
+                }
+            })
+            .map_err(StorageError::engine)?;
+        Ok(Self { _stop: stop })
+    }
+}
+
+/// How often the reaper looks for a new memtable: a memtable lives seconds (64 MiB of writes).
+const MEMTABLE_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Memtables the reaper holds at most: fjall halts writes at 4 sealed ones, plus the active one
+/// and those it has just let go of. Past it the oldest is let go (fjall then frees it).
+const MEMTABLES_HELD_MAX: usize = 8;
+
+/// A group commit taking longer than this is logged with where its time went (checks, the
+/// write into fjall's memtable, the sync).
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Committer {
     db: Database,
@@ -206,6 +268,9 @@ impl Committer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Pending>) {
+        // Measures the commit itself, for the slow-commit warning: real time is what it is about.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
         let mut version = self.visible.lock().expect("visible lock").version;
         let mut overlay = Overlay::default();
         let mut write = self.db.batch();
@@ -250,6 +315,7 @@ impl Committer {
         // Make the batch visible to new transactions, then durable, then tell the waiters. A
         // reader may see the batch before the sync; whatever it commits is journaled after it,
         // so it can never become durable without the batch.
+        let validated = began.elapsed();
         let written = {
             let mut visible = self.visible.lock().expect("visible lock");
             let r = write.commit();
@@ -257,8 +323,19 @@ impl Committer {
                 visible.version = version;
             }
             r
+        };
+        let applied = began.elapsed();
+        let written = written.and_then(|()| self.db.persist(PersistMode::SyncData));
+        let synced = began.elapsed();
+        if synced > SLOW_COMMIT {
+            tracing::warn!(
+                items = batch.len(),
+                validate_ms = validated.as_secs_f64() * 1e3,
+                apply_ms = (applied - validated).as_secs_f64() * 1e3,
+                sync_ms = (synced - applied).as_secs_f64() * 1e3,
+                "slow group commit"
+            );
         }
-        .and_then(|()| self.db.persist(PersistMode::SyncData));
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats.appends.fetch_add(appends, Ordering::Relaxed);
         self.stats
@@ -603,5 +680,41 @@ impl KvStore for EmbeddedStore {
         Fut: Future<Output = Result<T, KvError>> + Send,
     {
         run_transaction(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reaper depends on how fjall lets go of a flushed memtable: if a new fjall kept its
+    /// memtables some other way, the reaper would free nothing, and this fails.
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn reaper_frees_flushed_memtables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::builder(dir.path()).open().expect("open");
+        let keyspace = db
+            .keyspace("test", || {
+                KeyspaceCreateOptions::default().max_memtable_size(1024 * 1024)
+            })
+            .expect("keyspace");
+        let stats = Arc::new(CommitStats::default());
+        let _reaper = MemtableReaper::start(keyspace.clone(), stats.clone()).expect("reaper");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let value = vec![7u8; 1024];
+        let mut n = 0u64;
+        while stats.memtables_reaped.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no memtable was freed by the reaper after {n} writes"
+            );
+            // Slowly enough that the reaper sees every memtable while it is active.
+            for _ in 0..64 {
+                keyspace.insert(n.to_be_bytes(), &value).expect("insert");
+                n += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
