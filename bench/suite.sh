@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The headline numbers, side by side, in one run (on this machine, load generator included):
-#   (a) hyper hello-world, closed model at saturation        — the ceiling of the HTTP stack
-#   (b) a non-durable gateway route (`durable: false`: fresh instance, nothing recorded)
-#   (c) durable `add-activity`, 10,000 users, closed model at saturation, every user verified
-#   (d) durable `add-activity`, 10,000 users, open model at 10,000 req/s offered, verified
-#   (e) the same at RATE_LOW (5,000/s), a rate this machine sustains, for latency without queueing
-# Prints one table and the ratios (c)/(a) and (b)/(a).
-# 10,000 users exceed the default cap of 8,000 workers in memory (runtime/src/limits.rs), so
-# (c)-(e) include evictions and re-activations (replay) of the least recently used workers.
+# The headline numbers, side by side, in one run, each throughput figure measured twice: with
+# wrk (an external generator in C that takes little of the two cores) and with our own
+# `revenant loadtest`. Ratios are to hello-world measured by the same generator in this run.
+#   (a) hyper hello-world, closed model at saturation: the ceiling of the HTTP stack
+#   (b) the non-durable route (`durable: false`)
+#   (c) durable `add-activity` over USERS (10,000) users, closed model at saturation
+#   (d) the same in the open model at 70 % of (c)'s wrk rate (loadtest: latency counted from
+#       intended start times), on a fresh server whose warm-up creates the workers
+#   (e) one hot worker, one connection: the latency of a durable call on a quiet machine
+# Every durable run is verified: the loadtest checks every user's count; a wrk run is checked
+# by bench/wrk/verify.py (no worker counts more calls than were sent to it; together they
+# count at least every call answered 200). Also printed: this disk's fsync p50, measured now.
 #
-#   bench/suite.sh                                   # 64 connections, 2 s warm-up, 10 s each
-#   CONNECTIONS=128 DURATION=20 RATE=8000 bench/suite.sh
-#   REPORTS=/tmp/reports bench/suite.sh              # also JSON and HTML reports per run
+# The live-worker cap must cover USERS or the runs measure evictions: the demo's config is used
+# with `active_workers_max: USERS + 2,000`, which needs vm.max_map_count above Linux's default
+# (runtime/src/limits.rs); as root the script raises it for the run and sets it back after.
+#
+#   bench/suite.sh                        # 64 connections, 2 s warm-up, 10 s each
+#   CONNECTIONS=128 DURATION=20 USERS=20000 bench/suite.sh
+#   BINARY=/tmp/old/revenant bench/suite.sh   # another build's server (A/B), this load tester
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +26,17 @@ CONNECTIONS=${CONNECTIONS:-64}
 USERS=${USERS:-10000}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-RATE=${RATE:-10000}
-RATE_LOW=${RATE_LOW:-5000}
+BINARY=${BINARY:-target/release/revenant}
 began=$(date +%s)
+
+# wrk and python3 (the verifier) from Debian if missing.
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)" >&2
+  apt-get install -y "${missing[@]}" >/dev/null
+fi
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1
 cargo build --locked -q -p user-activity --target wasm32-wasip2 --profile guest
@@ -29,11 +44,30 @@ cargo build --locked -q --release -p revenant-cli -p revenant-bench
 
 work=$(mktemp -d)
 pids=()
+old_map_count=$(cat /proc/sys/vm/max_map_count)
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ "$(cat /proc/sys/vm/max_map_count)" != "$old_map_count" ]; then
+    sysctl -qw vm.max_map_count="$old_map_count" || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+cap=$((USERS + 2000))
+need=$((cap * 8 + 2000))
+if [ "$old_map_count" -lt "$need" ]; then
+  if sysctl -qw vm.max_map_count="$need" 2>/dev/null; then
+    echo "vm.max_map_count raised from $old_map_count to $need for the run" >&2
+  else
+    cap=""
+    echo "cannot raise vm.max_map_count (not root?): the durable runs include evictions" >&2
+  fi
+fi
+sed -e "s|\.\./\.\./target|$PWD/target|" examples/user-activity/revenant.yaml >"$work/revenant.yaml"
+if [ -n "$cap" ]; then
+  sed -i "s|^routes:|limits:\n  active_workers_max: $cap\nroutes:|" "$work/revenant.yaml"
+fi
 
 # Starts a server in the background and waits (bounded) for its "listening on URL" line;
 # sets $url and $pid. Not called in a subshell, so the cleanup trap sees every PID.
@@ -50,46 +84,90 @@ start() {
   echo "server did not start: $(cat "$out.err")" >&2; exit 1
 }
 
-# load NAME ARGS...: one run; its RESULT line goes to $work/results.
+serve() {
+  start "$1" env REVENANT_LOG=warn "$BINARY" serve --config "$work/revenant.yaml" \
+    --data "$work/$1" --listen 127.0.0.1:0
+}
+
+# wrk_run NAME CONNECTIONS SCRIPT [ENV...]: a warm-up, then the measured run; its WRK line goes
+# to $work/results. The script's SENT files are $work/NAME.warm.sent and $work/NAME.sent.
+wrk_run() {
+  local name=$1 conns=$2 script=$3; shift 3
+  local threads=2
+  if [ "$conns" -lt 2 ]; then threads=1; fi
+  # The warm-up calls the same workers (so that they are live when measured); the verifier
+  # counts its calls too.
+  env "$@" PREFIX="$name" NAME=warm SENT="$work/$name.warm.sent" \
+    wrk -t$threads -c"$conns" -d"${WARMUP}s" --timeout 10s -s "$script" "$url" >/dev/null
+  env "$@" PREFIX="$name" NAME="$name" SENT="$work/$name.sent" \
+    wrk -t$threads -c"$conns" -d"${DURATION}s" --timeout 10s -s "$script" "$url" | tee "$work/$name.wrk" | grep '^WRK'
+  grep '^WRK' "$work/$name.wrk" >>"$work/results"
+}
+
+# load NAME ARGS...: one `revenant loadtest` run; its RESULT line goes to $work/results.
 load() {
   local name=$1; shift
-  local reports=()
-  if [ -n "${REPORTS:-}" ]; then
-    mkdir -p "$REPORTS"
-    reports=(--json "$REPORTS/$name.json" --html "$REPORTS/$name.html")
+  if ! target/release/revenant loadtest --quiet --name "$name" --warmup-secs "$WARMUP" \
+    --duration-secs "$DURATION" "$@" >"$work/$name.txt"; then
+    cat "$work/$name.txt"; echo "loadtest $name failed" >&2; exit 1
   fi
-  target/release/revenant loadtest --quiet --name "$name" --warmup-secs "$WARMUP" \
-    --duration-secs "$DURATION" "${reports[@]}" "$@" | tee "$work/$name.txt"
+  grep -E '^(RESULT|verif)' "$work/$name.txt" || true
   grep '^RESULT' "$work/$name.txt" >>"$work/results"
 }
 
 add='{"kind":"bench","detail":"{tag}"}'
+verify() { python3 bench/wrk/verify.py "$url" "$work/$1.warm.sent" "$work/$1.sent"; }
+
+fsync=$(target/release/fsync-bench --dir "$work")
+echo "$fsync"
 
 start hello target/release/hello-server --listen 127.0.0.1:0
+wrk_run a-hello-world "$CONNECTIONS" bench/wrk/report.lua
 load a-hello-world --url "$url" --path / --users "$USERS" --connections "$CONNECTIONS"
 kill "$pid"
 
-start revenant env REVENANT_LOG=warn target/release/revenant serve \
-  --config examples/user-activity/revenant.yaml --data "$work/data" --listen 127.0.0.1:0
+serve b
+wrk_run b-non-durable-route "$CONNECTIONS" bench/wrk/activity.lua USERS=1 PREVIEW=1
 load b-non-durable-route --url "$url" --method POST --path /preview/activities --body "$add" \
   --users "$USERS" --connections "$CONNECTIONS"
+kill "$pid"
+
+serve c
+wrk_run c-durable-closed "$CONNECTIONS" bench/wrk/activity.lua USERS="$USERS"
+verify c-durable-closed
 load c-durable-closed --url "$url" --method POST --path '/user/{user}/activities' --body "$add" \
-  --users "$USERS" --user-prefix c --connections "$CONNECTIONS" --verify-count '/user/{user}/count'
-load d-durable-open --url "$url" --method POST --path '/user/{user}/activities' --body "$add" \
-  --users "$USERS" --user-prefix d --rate "$RATE" --verify-count '/user/{user}/count'
-load e-durable-open-low --url "$url" --method POST --path '/user/{user}/activities' --body "$add" \
-  --users "$USERS" --user-prefix e --rate "$RATE_LOW" --verify-count '/user/{user}/count'
+  --users "$USERS" --user-prefix lc --connections "$CONNECTIONS" --verify-count '/user/{user}/count'
+kill "$pid"
+
+# A fresh server, so that its live workers are these users only; the warm-up creates them.
+serve d
+rate=$(awk '$1 == "WRK" && $2 == "c-durable-closed" { printf "%d", $3 * 0.7 }' "$work/results")
+WARMUP=$((WARMUP + 3)) load d-durable-open-70pct --url "$url" --method POST \
+  --path '/user/{user}/activities' --body "$add" --users "$USERS" --user-prefix ld --rate "$rate" \
+  --verify-count '/user/{user}/count'
+kill "$pid"
+
+serve e
+wrk_run e-hot-worker 1 bench/wrk/activity.lua USERS=1
+verify e-hot-worker
+load e-hot-worker --url "$url" --method POST --path '/user/{user}/activities' --body "$add" \
+  --users 1 --user-prefix le --connections 1 --verify-count '/user/{user}/count'
+kill "$pid"
 
 echo
-echo "| run | model | ok req/s | offered/s | p50 ms | p99 ms | errors | late starts |"
-echo "|---|---|---|---|---|---|---|---|"
-awk -v c="$CONNECTIONS" '{
-  model = ($2 ~ /open/) ? "open, " $7 "/s offered" : "closed, " c " conn";
-  offered = ($2 ~ /open/) ? $7 : "-";
-  late = ($2 ~ /open/) ? $8 : "-";
-  printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, model, $3, offered, $4, $5, $6, late
-}' "$work/results"
-awk '$2 ~ /^a-/ {a=$3} $2 ~ /^b-/ {b=$3} $2 ~ /^c-/ {c=$3}
-  END { if (a > 0) printf "\n(c)/(a) durable / hello-world: %.3f\n(b)/(a) non-durable route / hello-world: %.3f\n", c / a, b / a }' \
-  "$work/results"
-echo "machine: $(nproc) cores, $(uname -r); users $USERS, ${DURATION}s measured after ${WARMUP}s; $(( $(date +%s) - began ))s in all"
+echo "| run | generator | model | ok req/s | p50 ms | p99 ms | max ms | errors | × hello (same generator) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+awk -v c="$CONNECTIONS" '
+  $1 == "WRK" { gen = "wrk"; rps = $3; p50 = $4; p99 = $5; max = $6; err = $7 + $8; model = "closed" }
+  $1 == "RESULT" { gen = "loadtest"; rps = $3; p50 = $4; p99 = $5; max = "-"; err = $6;
+                   model = ($2 ~ /open/) ? "open, " $7 "/s offered, " $8 " late" : "closed" }
+  { if ($2 ~ /^a-/) hello[gen] = rps
+    conns = ($2 ~ /^e-/) ? 1 : c
+    if (model == "closed") model = "closed, " conns " conn"
+    ratio = (hello[gen] > 0) ? sprintf("%.3f", rps / hello[gen]) : "-"
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, gen, model, rps, p50, p99, max, err, ratio }
+' "$work/results"
+read -r _ p50 p99 n <<<"$fsync"
+echo
+echo "fsync (4 KiB + fdatasync, $n times, this disk): p50 $p50 ms, p99 $p99 ms"
+echo "machine: $(nproc) cores, $(uname -r); users $USERS, live-worker cap ${cap:-default}; ${DURATION}s measured after ${WARMUP}s; $(( $(date +%s) - began ))s in all"

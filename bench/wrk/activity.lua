@@ -1,4 +1,5 @@
--- wrk script: POST /user/<PREFIX><n>/activities for a random n in [0, USERS).
+-- wrk script: POST /user/<PREFIX><n>/activities for a random n in [0, USERS), or with
+-- PREVIEW=1 POST /preview/activities (the non-durable route) with the same body.
 -- Counts, per user, the requests sent, and writes them with the run's totals to SENT (a file of
 -- "user count" lines, then "total sent N"): bench/wrk/verify.py then checks every worker's own
 -- count against them (see there for what that proves). Environment: USERS (default 1000), PREFIX
@@ -6,7 +7,9 @@
 --   USERS=10000 PREFIX=c SENT=/tmp/sent wrk -t2 -c64 -d10s -s bench/wrk/activity.lua http://127.0.0.1:8080
 local users = tonumber(os.getenv("USERS") or "1000")
 local prefix = os.getenv("PREFIX") or "w"
+local preview = os.getenv("PREVIEW") == "1"
 local threads = {}
+dofile("bench/wrk/report.lua")
 
 function setup(thread)
   table.insert(threads, thread)
@@ -23,7 +26,8 @@ function init(args)
   local body = '{"kind":"bench","detail":"wrk"}'
   for n = 1, users do
     -- Formatted once: request() only picks one, so the script costs wrk little.
-    requests[n] = wrk.format("POST", "/user/" .. prefix .. (n - 1) .. "/activities", headers, body)
+    local path = preview and "/preview/activities" or ("/user/" .. prefix .. (n - 1) .. "/activities")
+    requests[n] = wrk.format("POST", path, headers, body)
     sent[n] = 0
   end
 end
@@ -35,6 +39,7 @@ function request()
 end
 
 function done(summary, latency, requests)
+  report(summary, latency)
   local path = os.getenv("SENT")
   if not path then return end
   local totals = {}

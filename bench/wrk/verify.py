@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Checks a wrk run of bench/wrk/activity.lua against the workers' own counts.
 
-    verify.py URL SENT [PREVIOUS]
+    verify.py URL SENT...
 
-SENT is the file activity.lua's done() wrote: per user the requests wrk sent, then the totals.
+Each SENT is a file activity.lua's done() wrote (a warm-up's and the run's, say): per user the
+requests wrk sent, then the totals. They are added up.
 Every user's count is read with GET /user/<user>/count (one keep-alive connection). wrk
 neither retries nor says which user an answer was for, so what is proved is:
   * no duplicate: no worker counts more calls than were sent to it (per user, exact);
@@ -18,17 +19,19 @@ import urllib.parse
 
 
 def main():
-    url, sent_path = sys.argv[1], sys.argv[2]
-    sent, totals, errors = {}, {}, None
-    for line in open(sent_path):
-        words = line.split()
-        if words[0] == "total":
-            totals[words[1]] = int(words[2])
-        elif words[0] == "errors":
-            errors = dict(zip(words[1::2], map(int, words[2::2])))
-        else:
-            sent[words[0]] = int(words[1])
-    bad = {k: v for k, v in (errors or {}).items() if v}
+    url = sys.argv[1]
+    sent, totals, errors = {}, {"sent": 0, "answered": 0}, {}
+    for path in sys.argv[2:]:
+        for line in open(path):
+            words = line.split()
+            if words[0] == "total":
+                totals[words[1]] += int(words[2])
+            elif words[0] == "errors":
+                for k, v in zip(words[1::2], map(int, words[2::2])):
+                    errors[k] = errors.get(k, 0) + v
+            else:
+                sent[words[0]] = sent.get(words[0], 0) + int(words[1])
+    bad = {k: v for k, v in errors.items() if v}
     if bad:
         sys.exit(f"wrk saw errors: {bad}")
     target = urllib.parse.urlsplit(url)

@@ -7,7 +7,10 @@ use marked_yaml::Spanned;
 use revenant_api_definitions::{
     ApiDefinition, ApiSpec, AuthSpec, Diagnostic, Diagnostics, Location, RouteSpec,
 };
-use revenant_runtime::limits::ACTIVE_WORKERS_MAX;
+use revenant_runtime::limits::{
+    ACTIVE_WORKERS_CEILING, ACTIVE_WORKERS_DEFAULT, MAPPINGS_PER_LIVE_WORKER, MAPPINGS_RESERVED,
+    live_workers_ceiling,
+};
 use revenant_runtime::{AllowRule, OutgoingHttpConfig, WorkerLimits};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -169,6 +172,15 @@ struct LimitsFile {
 }
 
 /// Reads one limit, checking it lies in `range`.
+/// Linux's cap on one process's memory mappings, which bounds the workers it can hold in
+/// memory; its default where it cannot be read.
+fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65_530)
+}
+
 fn limit(
     file: &str,
     value: &Option<Spanned<u64>>,
@@ -330,14 +342,34 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         limits.idle_timeout = Duration::from_millis(ms);
     }
-    if let Some(n) = limit(
-        &file_name,
+    let map_count = max_map_count();
+    let ceiling = live_workers_ceiling(map_count);
+    limits.active_workers_max = ACTIVE_WORKERS_DEFAULT.min(ceiling);
+    if let (Some(n), Some(asked)) = (
+        limit(
+            &file_name,
+            &l.active_workers_max,
+            "active_workers_max",
+            1..=ACTIVE_WORKERS_CEILING as u64,
+            &mut problems,
+        ),
         &l.active_workers_max,
-        "active_workers_max",
-        1..=ACTIVE_WORKERS_MAX as u64,
-        &mut problems,
     ) {
-        limits.active_workers_max = n as usize;
+        let n = n as usize;
+        if n > ceiling {
+            let needed = n * MAPPINGS_PER_LIVE_WORKER + MAPPINGS_RESERVED;
+            problems.push(Diagnostic::new(
+                Location::of_span(&file_name, asked.span()),
+                format!(
+                    "`active_workers_max` {n} needs vm.max_map_count of at least {needed} (it is \
+                     {map_count}: this machine allows {ceiling}): each live worker holds about \
+                     {MAPPINGS_PER_LIVE_WORKER} memory mappings; raise it with `sysctl -w \
+                     vm.max_map_count={needed}`, or ask for fewer"
+                ),
+            ));
+        } else {
+            limits.active_workers_max = n;
+        }
     }
     if let Some(n) = limit(
         &file_name,

@@ -7,10 +7,32 @@ use std::time::Duration;
 /// queueing without bound; 128 leaves room for bursts of concurrent calls to one key.
 pub const MAILBOX_DEPTH: usize = 128;
 
-/// Default number of workers held in memory at once. Each live instance holds a few memory
-/// mappings and Linux's `vm.max_map_count` (65,530) runs out near 9,350 instances
-/// (NOTES-wasmtime.md); stay well below. Past it the least recently used idle worker is evicted.
-pub const ACTIVE_WORKERS_MAX: usize = 8_000;
+/// Default number of workers held in memory at once (where the machine allows it: see
+/// [`live_workers_ceiling`]). Past it the least recently used idle worker is evicted, and its
+/// next call rebuilds it from its log. More may be configured, up to the ceiling.
+pub const ACTIVE_WORKERS_DEFAULT: usize = 8_000;
+
+/// Most workers a project may ask to hold in memory, whatever the machine: a bound on the
+/// slot table, far past what memory allows today (about 100 KiB per idle worker,
+/// docs/performance.md).
+pub const ACTIVE_WORKERS_CEILING: usize = 1_000_000;
+
+/// Memory mappings one live worker holds: 6.9 measured with the demo component (its linear
+/// memory's reservation, copy-on-write image and guard, its tables, the fiber stack its store
+/// keeps and that stack's guard), rounded up.
+pub const MAPPINGS_PER_LIVE_WORKER: usize = 8;
+
+/// Mappings left for the rest of the process (threads' stacks, allocator arenas, the store's
+/// files, compiled code), out of `vm.max_map_count`.
+pub const MAPPINGS_RESERVED: usize = 2_000;
+
+/// How many workers this machine lets one process hold in memory: Linux refuses a process more
+/// than `vm.max_map_count` mappings (65,530 by default, which allows 7,941), and an instance
+/// past that fails to allocate. Raising the sysctl raises the ceiling (docs/performance.md).
+pub fn live_workers_ceiling(max_map_count: usize) -> usize {
+    (max_map_count.saturating_sub(MAPPINGS_RESERVED) / MAPPINGS_PER_LIVE_WORKER)
+        .min(ACTIVE_WORKERS_CEILING)
+}
 
 /// Default linear memory one guest may grow to. A worker may keep and return a value of up to
 /// `VALUE_BYTES_MAX` (16 MiB); building and returning it takes several times that in the
@@ -117,6 +139,13 @@ pub const WORKER_NAME_BYTES_MAX: usize = 256;
 /// `revenant:durable/snapshot`: recovery then replays at most this many invocations.
 pub const SNAPSHOT_EVERY_INVOCATIONS: u64 = 1_000;
 
+/// What replaying one invocation costs, counted in bytes of snapshot: an `add-activity`'s
+/// entries take about 250 bytes of log. A worker is snapshotted no sooner than its last
+/// snapshot's size divided by this many invocations after it, so saving the state costs about
+/// what replaying the log since the last one would: a state of 4 MB is saved every ~16,000
+/// calls, not every `SNAPSHOT_EVERY_INVOCATIONS` (which made a hot worker's p99 12 ms).
+pub const SNAPSHOT_BYTES_PER_INVOCATION: u64 = 256;
+
 /// Bytes of snapshot per oplog entry: under the storage entry limit with room for the header.
 pub const SNAPSHOT_PART_BYTES: usize = 60 * 1024;
 
@@ -143,7 +172,7 @@ impl Default for WorkerLimits {
             invocation_timeout: INVOCATION_TIMEOUT,
             guest_memory_bytes: GUEST_MEMORY_BYTES_MAX,
             idle_timeout: WORKER_IDLE_TIMEOUT,
-            active_workers_max: ACTIVE_WORKERS_MAX,
+            active_workers_max: ACTIVE_WORKERS_DEFAULT,
             snapshot_every: SNAPSHOT_EVERY_INVOCATIONS,
             truncate_at_snapshot: false,
             check_read_only: false,

@@ -104,3 +104,44 @@ async fn a_retry_of_a_call_whose_outcome_was_truncated_is_refused_not_run_again(
         .unwrap();
     assert_eq!(count, vec![Value::U64(6)], "the retry did not run");
 }
+
+/// A snapshot is not taken sooner than its size is worth: with `snapshot_every: 4`, a state
+/// that grows by ~1 KB a call is saved less and less often, and recovery still finds it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_state_is_snapshotted_less_often() {
+    let cache = tempfile::tempdir().unwrap();
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
+    let limits = WorkerLimits {
+        snapshot_every: 4,
+        ..Default::default()
+    };
+    let worker = WorkerId::new("user-activity", "large");
+    let detail = "x".repeat(1000);
+    let rt = runtime(store.clone(), limits.clone(), cache.path());
+    for _ in 0..400 {
+        rt.invoke(
+            worker.clone(),
+            "add-activity",
+            vec![Value::String("k".into()), Value::String(detail.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let log = store.read(&worker, 1, 100_000).await.unwrap();
+    let snapshots = log
+        .iter()
+        .filter(|e| matches!(e.entry, OplogEntry::Snapshot { part: 0, .. }))
+        .count();
+    // Every 4 calls would be 100 snapshots. By size, a snapshot of n KB waits 4n calls for the
+    // next: at calls 4, 20 and 100, then not before 500.
+    assert!(
+        (1..10).contains(&snapshots),
+        "{snapshots} snapshots in 400 calls"
+    );
+    let count = runtime(store.clone(), limits, cache.path())
+        .invoke(worker.clone(), "count", vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(count, vec![Value::U64(400)]);
+}

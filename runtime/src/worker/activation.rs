@@ -8,7 +8,7 @@ use super::{Log, Worker, WorkerContext, journal_after, replay};
 use crate::durability::HostState;
 use crate::error::InvokeError;
 use crate::limits::{REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, SNAPSHOT_PART_BYTES};
-use revenant_storage::{OplogEntry, SequencedEntry, Value};
+use revenant_storage::{OplogEntry, SequencedEntry};
 use std::sync::atomic::Ordering;
 use wasmtime::Store;
 
@@ -24,6 +24,7 @@ pub(super) async fn load(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
             last_index: metadata.last_index,
             snapshot_index: metadata.snapshot_index,
             since_snapshot: 0,
+            snapshot_bytes: 0,
             pending_create: Vec::new(),
         },
         life: Lifecycle::of_last_entry(last.first().map(|e| &e.entry)),
@@ -44,6 +45,7 @@ fn new_worker(ctx: &WorkerContext) -> Worker {
             last_index: 0,
             snapshot_index: 0,
             since_snapshot: 0,
+            snapshot_bytes: 0,
             pending_create: vec![
                 OplogEntry::Create {
                     component_hash: ctx.component.info.hash.clone(),
@@ -167,16 +169,14 @@ async fn load_snapshot(
         ctx.limits.invocation_timeout * REPLAY_TIMEOUT_FACTOR,
     );
     let load = load.clone();
-    guest
-        .call(&load, &[Value::Bytes(bytes)])
-        .await
-        .map_err(|f| {
-            InvokeError::Divergence(format!(
-                "loading the snapshot at {index} failed: {}",
-                f.into_error(&ctx.limits, &ctx.id.to_string())
-            ))
-        })?;
+    guest.load_snapshot(&load, &bytes).await.map_err(|f| {
+        InvokeError::Divergence(format!(
+            "loading the snapshot at {index} failed: {}",
+            f.into_error(&ctx.limits, &ctx.id.to_string())
+        ))
+    })?;
     worker.log.snapshot_index = index;
+    worker.log.snapshot_bytes = bytes.len() as u64;
     Ok(next)
 }
 
@@ -196,22 +196,11 @@ pub(super) async fn take_snapshot(
         .as_mut()
         .expect("a snapshot is taken of an active worker");
     arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
-    let result = guest
-        .call(&save, &[])
+    let bytes = guest
+        .save_snapshot(&save)
         .await
         .map_err(|f| f.into_error(&ctx.limits, &ctx.id.to_string()))?;
-    let not_bytes =
-        || InvokeError::Internal("save-snapshot returned something else than bytes".into());
-    let bytes: Vec<u8> = match result.as_slice() {
-        [Value::List(items)] => items
-            .iter()
-            .map(|v| match v {
-                Value::U8(b) => Ok(*b),
-                _ => Err(not_bytes()),
-            })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(not_bytes()),
-    };
+    let bytes_len = bytes.len() as u64;
     let chunks: Vec<&[u8]> = if bytes.is_empty() {
         vec![&[][..]]
     } else {
@@ -236,6 +225,7 @@ pub(super) async fn take_snapshot(
     worker.log.last_index = journal.last_index();
     worker.log.snapshot_index = journal.snapshot_index();
     worker.log.since_snapshot = 0;
+    worker.log.snapshot_bytes = bytes_len;
     if ctx.limits.truncate_at_snapshot {
         ctx.oplog
             .truncate_before(&ctx.id, worker.log.snapshot_index)

@@ -23,7 +23,7 @@ use crate::environment::Environment;
 use crate::error::InvokeError;
 use crate::http::Outgoing;
 use crate::journal::Journal;
-use crate::limits::WorkerLimits;
+use crate::limits::{SNAPSHOT_BYTES_PER_INVOCATION, WorkerLimits};
 use crate::slots::{Shared, WorkerFlags};
 use guest::Guest;
 use lifecycle::{ControlStep, Lifecycle};
@@ -93,6 +93,8 @@ pub(crate) struct Log {
     /// The first entry of the latest snapshot (0: none), and invocations completed since.
     pub snapshot_index: u64,
     pub since_snapshot: u64,
+    /// The size of the latest snapshot this activation took or loaded (0: none).
+    pub snapshot_bytes: u64,
     /// A new worker's `Create` and `Engine` entries, written with its first entry to save a
     /// sync.
     pub pending_create: Vec<OplogEntry>,
@@ -166,6 +168,8 @@ async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command:
         // A caller that gave up waiting is no error: the outcome is stored either way.
         Command::Invoke(call, reply) => {
             let _ = reply.send(invoke(ctx, worker, call).await);
+            // After the reply: a call never waits for the snapshot its completion made due.
+            snapshot_if_due(ctx, worker).await;
         }
         Command::Control(control, reply) => {
             let _ = reply.send(self::control(ctx, worker, control).await);
@@ -173,6 +177,25 @@ async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command:
         Command::Activate => {
             let _ = activated(ctx, worker).await;
         }
+    }
+}
+
+/// Takes a snapshot if one is due: `snapshot_every` invocations since the last, and at least
+/// as many as the last snapshot's size is worth (`SNAPSHOT_BYTES_PER_INVOCATION`), so that a
+/// large state is not saved again and again for a short log. A failed snapshot leaves the log
+/// as it was; the instance is rebuilt from it.
+async fn snapshot_if_due(ctx: &WorkerContext, worker: &mut Option<Worker>) {
+    let Some(w) = worker.as_mut() else {
+        return;
+    };
+    let every = ctx.limits.snapshot_every;
+    let worth = w.log.snapshot_bytes / SNAPSHOT_BYTES_PER_INVOCATION;
+    if every == 0 || w.log.since_snapshot < every.max(worth) {
+        return;
+    }
+    if let Err(e) = activation::take_snapshot(ctx, w).await {
+        tracing::warn!(worker = %ctx.id, "snapshot failed: {e}");
+        *worker = None;
     }
 }
 
@@ -280,15 +303,9 @@ async fn invoke(
     }
     w.life.admit(&ctx.id)?;
     publish(ctx, Some(w.life.status(true)));
-    let (result, mut keep) = live::invoke(ctx, w, &export, &call).await;
-    if keep && result.is_ok() && ctx.limits.snapshot_every > 0 {
+    let (result, keep) = live::invoke(ctx, w, &export, &call).await;
+    if keep && result.is_ok() {
         w.log.since_snapshot += 1;
-        if w.log.since_snapshot >= ctx.limits.snapshot_every
-            && let Err(e) = activation::take_snapshot(ctx, w).await
-        {
-            tracing::warn!(worker = %ctx.id, "snapshot failed: {e}");
-            keep = false;
-        }
     }
     publish(ctx, Some(w.life.status(false)));
     if !keep {
