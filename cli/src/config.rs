@@ -171,7 +171,6 @@ struct LimitsFile {
     header_read_timeout_ms: Option<Spanned<u64>>,
 }
 
-/// Reads one limit, checking it lies in `range`.
 /// Linux's cap on one process's memory mappings, which bounds the workers it can hold in
 /// memory; its default where it cannot be read.
 fn max_map_count() -> usize {
@@ -181,6 +180,7 @@ fn max_map_count() -> usize {
         .unwrap_or(65_530)
 }
 
+/// Reads one limit, checking it lies in `range`.
 fn limit(
     file: &str,
     value: &Option<Spanned<u64>>,

@@ -183,14 +183,26 @@ impl Drop for EmbeddedStore {
 /// the test `reaper_frees_flushed_memtables` checks that it still works.
 struct MemtableReaper {
     /// Dropped to stop the thread (it sees the channel close).
-    _stop: std::sync::mpsc::Sender<()>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for MemtableReaper {
+    /// Stops the thread and waits for it: it holds the keyspace, and with it the database,
+    /// which must be released when the store is dropped so that it can be reopened at once.
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl MemtableReaper {
     fn start(keyspace: Keyspace, stats: Arc<CommitStats>) -> Result<Self, StorageError> {
         use fjall::AbstractTree;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("revenant-memtable-reaper".into())
             .spawn(move || {
                 let mut held = VecDeque::new();
@@ -214,7 +226,10 @@ impl MemtableReaper {
                 }
             })
             .map_err(StorageError::engine)?;
-        Ok(Self { _stop: stop })
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 
