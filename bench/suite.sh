@@ -19,6 +19,7 @@
 #   bench/suite.sh                        # 64 connections, 2 s warm-up, 10 s each
 #   CONNECTIONS=128 DURATION=20 USERS=20000 bench/suite.sh
 #   BINARY=/tmp/old/revenant bench/suite.sh   # another build's server (A/B), this load tester
+#   CAP=default bench/suite.sh            # the server's default live-worker cap (evictions)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +57,10 @@ trap cleanup EXIT
 
 cap=$((USERS + 2000))
 need=$((cap * 8 + 2000))
-if [ "$old_map_count" -lt "$need" ]; then
+if [ "${CAP:-}" = default ]; then
+  # The server's own default cap (and builds from before the cap followed the sysctl).
+  cap=""
+elif [ "$old_map_count" -lt "$need" ]; then
   if sysctl -qw vm.max_map_count="$need" 2>/dev/null; then
     echo "vm.max_map_count raised from $old_map_count to $need for the run" >&2
   else
