@@ -104,6 +104,16 @@ struct LoadtestArgs {
     /// (No scenario) prefix of user keys (`{prefix}{index}`).
     #[arg(long, default_value = "")]
     user_prefix: String,
+    /// (No scenario) the first user's index: users are first..first + users.
+    #[arg(long, default_value_t = 0)]
+    first_user: usize,
+    /// (No scenario) pick each user in turn instead of at random: with --iterations equal to
+    /// --users, every user exactly once.
+    #[arg(long)]
+    sequential: bool,
+    /// (No scenario) stop once this many iterations have started (or at the duration).
+    #[arg(long)]
+    iterations: Option<u64>,
     /// (No scenario) closed model: this many virtual users, one request in flight each.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -481,6 +491,18 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
                 .map_err(Failure::InvalidScenario)?
         }
         None => {
+            let most = revenant_loadtest::limits::USERS_MAX;
+            if args.users == 0 || args.users > most {
+                return Err(Failure::InvalidScenario(format!(
+                    "--users must be 1 to {most}, not {}",
+                    args.users
+                )));
+            }
+            if args.iterations == Some(0) {
+                return Err(Failure::InvalidScenario(
+                    "--iterations must be at least 1".into(),
+                ));
+            }
             let duration = std::time::Duration::from_secs(args.duration_secs);
             let warmup = std::time::Duration::from_secs(args.warmup_secs);
             revenant_loadtest::Scenario {
@@ -488,8 +510,13 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
                 url: None,
                 users: Users {
                     count: args.users,
+                    first: args.first_user,
                     key: format!("{}{{index}}", args.user_prefix),
-                    distribution: Distribution::Uniform,
+                    distribution: if args.sequential {
+                        Distribution::Sequential
+                    } else {
+                        Distribution::Uniform
+                    },
                 },
                 steps: vec![Step {
                     name: "request".into(),
@@ -515,6 +542,7 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
                         think_time: std::time::Duration::ZERO,
                     },
                 },
+                iterations: args.iterations,
                 duration,
                 warmup,
                 verify: Verify {

@@ -36,16 +36,25 @@ struct Shared {
     /// A user's iterations run one at a time, as a real user's calls would.
     turns: Vec<tokio::sync::Mutex<()>>,
     iterations: AtomicU64,
+    /// Iterations started (or about to): the turn of `Sequential` and the `iterations` bound.
+    started: AtomicU64,
     zipf: Option<rand_distr::Zipf<f64>>,
 }
 
 impl Shared {
-    fn pick_user(&self) -> usize {
-        let n = self.scenario.users.count;
-        match &self.zipf {
-            Some(z) => (z.sample(&mut rand::rng()) as usize).clamp(1, n) - 1,
-            None => fastrand::usize(..n),
+    /// Claims the next iteration and picks its user; `None` once the scenario's `iterations`
+    /// have all been claimed.
+    fn next_iteration(&self) -> Option<usize> {
+        let k = self.started.fetch_add(1, Ordering::Relaxed);
+        if self.scenario.iterations.is_some_and(|most| k >= most) {
+            return None;
         }
+        let n = self.scenario.users.count;
+        Some(match (&self.scenario.users.distribution, &self.zipf) {
+            (Distribution::Sequential, _) => (k % n as u64) as usize,
+            (_, Some(z)) => (z.sample(&mut rand::rng()) as usize).clamp(1, n) - 1,
+            (_, None) => fastrand::usize(..n),
+        })
     }
 }
 
@@ -70,7 +79,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
         LoadModel::Closed { virtual_users, .. } => *virtual_users,
     };
     let zipf = match scenario.users.distribution {
-        Distribution::Uniform => None,
+        Distribution::Uniform | Distribution::Sequential => None,
         Distribution::Zipf(s) => Some(
             rand_distr::Zipf::new(scenario.users.count as f64, s)
                 .map_err(|e| LoadError::Invalid(format!("zipf: {e}")))?,
@@ -88,6 +97,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
             .map(|_| tokio::sync::Mutex::new(()))
             .collect(),
         iterations: AtomicU64::new(0),
+        started: AtomicU64::new(0),
         zipf,
     });
     let end = start + scenario.warmup + scenario.duration;
@@ -123,12 +133,16 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Lo
     )
     .await;
     let recorder = shared.recorder.lock().expect("never poisoned");
+    // A run that used up its `iterations` before the duration was measured for less.
+    let measured = scenario
+        .duration
+        .min(finished.saturating_duration_since(start + scenario.warmup));
     Ok(Report::new(
         scenario,
         &base,
         &shared.run,
         &recorder,
-        scenario.duration,
+        measured,
         verification,
     ))
 }
@@ -166,9 +180,11 @@ async fn open(
             .lock()
             .expect("never poisoned")
             .scheduled(next, now);
+        let Some(user) = shared.next_iteration() else {
+            break;
+        };
         let (task, intended) = (shared.clone(), next);
         tokio::spawn(async move {
-            let user = task.pick_user();
             iteration(&task, user, intended).await;
             drop(permit);
         });
@@ -185,7 +201,9 @@ async fn closed(shared: &Arc<Shared>, end: Instant, virtual_users: usize, think:
         let task = shared.clone();
         loops.push(tokio::spawn(async move {
             while Instant::now() < end {
-                let user = task.pick_user();
+                let Some(user) = task.next_iteration() else {
+                    break;
+                };
                 iteration(&task, user, Instant::now()).await;
                 if !think.is_zero() {
                     tokio::time::sleep(think).await;
@@ -260,7 +278,10 @@ async fn iteration(shared: &Shared, user: usize, intended: Instant) {
     let tag = format!("{key}:{n}");
     let mut vars: Vec<(String, String)> = vec![
         ("user".into(), key.clone()),
-        ("index".into(), user.to_string()),
+        (
+            "index".into(),
+            shared.scenario.users.index_of(user).to_string(),
+        ),
         ("n".into(), n.to_string()),
         ("tag".into(), tag.clone()),
         ("run".into(), shared.run.clone()),

@@ -6,7 +6,8 @@
 //! users:
 //!   count: 1000
 //!   key: "u{index}"                   # the user's key, in paths as {user}
-//!   distribution: uniform             # or: {zipf: 1.1} (hot keys)
+//!   distribution: uniform             # or: {zipf: 1.1} (hot keys), or: sequential
+//!   # first: 0                        # the first user's {index} (keys first..first+count)
 //! steps:
 //!   - name: add
 //!     method: POST
@@ -23,6 +24,7 @@
 //!   rate: 1000                        # iterations per second
 //!   # stages: [{target: 5000, duration_s: 10}]  # ...or ramps
 //!   # model: closed, virtual_users: 64, think_time_ms: 0
+//!   # iterations: 1000000             # stop once this many have started (or at duration_s)
 //! duration_s: 10
 //! warmup_s: 2
 //! verify:
@@ -64,6 +66,8 @@ struct UsersFile {
     key: String,
     #[serde(default)]
     distribution: Option<DistributionFile>,
+    #[serde(default)]
+    first: usize,
 }
 
 fn default_key() -> String {
@@ -75,6 +79,7 @@ fn default_key() -> String {
 enum DistributionFile {
     Uniform,
     Zipf(f64),
+    Sequential,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -111,6 +116,7 @@ struct LoadFile {
     virtual_users: Option<Spanned<usize>>,
     #[serde(default)]
     think_time_ms: u64,
+    iterations: Option<Spanned<u64>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -126,18 +132,29 @@ pub enum Distribution {
     Uniform,
     /// Hot keys: user `k` (from 1) is picked with weight `1 / k^s`.
     Zipf(f64),
+    /// Each user in turn, from the first, then around again: with `iterations` equal to the
+    /// count, every user exactly once (how a run creates a given number of workers).
+    Sequential,
 }
 
 #[derive(Clone, Debug)]
 pub struct Users {
     pub count: usize,
+    /// The first user's `{index}`: users are `first..first + count`.
+    pub first: usize,
     pub key: String,
     pub distribution: Distribution,
 }
 
 impl Users {
-    pub fn key_of(&self, index: usize) -> String {
-        self.key.replace("{index}", &index.to_string())
+    /// The `{index}` of the `i`-th user (from 0).
+    pub fn index_of(&self, i: usize) -> usize {
+        self.first + i
+    }
+
+    /// The key of the `i`-th user (from 0).
+    pub fn key_of(&self, i: usize) -> String {
+        self.key.replace("{index}", &self.index_of(i).to_string())
     }
 }
 
@@ -226,6 +243,9 @@ pub struct Scenario {
     pub users: Users,
     pub steps: Vec<Step>,
     pub load: LoadModel,
+    /// The run ends once this many iterations have started (and ended), or at `duration`,
+    /// whichever comes first.
+    pub iterations: Option<u64>,
     pub duration: Duration,
     pub warmup: Duration,
     pub verify: Verify,
@@ -264,6 +284,21 @@ impl Scenario {
                 problems.push(format!("{file}: zipf exponent must be > 0, got {s}"));
                 Distribution::Uniform
             }
+            Some(DistributionFile::Sequential) => Distribution::Sequential,
+        };
+        if raw.users.first.checked_add(*raw.users.count).is_none() {
+            problems.push(format!("{file}: users.first + users.count overflows"));
+        }
+        let iterations = match &raw.load.iterations {
+            Some(n) if **n == 0 => {
+                problems.push(format!(
+                    "{}: load.iterations must be at least 1",
+                    at(n.span())
+                ));
+                None
+            }
+            Some(n) => Some(**n),
+            None => None,
         };
         if raw.steps.is_empty() || raw.steps.len() > limits::STEPS_MAX {
             problems.push(format!(
@@ -427,11 +462,13 @@ impl Scenario {
             url: raw.url.map(|u| u.trim_end_matches('/').to_string()),
             users: Users {
                 count: *raw.users.count,
+                first: raw.users.first,
                 key: raw.users.key,
                 distribution,
             },
             steps,
             load,
+            iterations,
             duration,
             warmup: Duration::from_secs(raw.warmup_s),
             verify: raw.verify.unwrap_or_default(),

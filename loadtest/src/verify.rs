@@ -5,6 +5,7 @@
 use crate::http::{Client, get_json};
 use crate::limits;
 use crate::scenario::{Scenario, Verify};
+use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
@@ -148,110 +149,108 @@ pub(crate) async fn verify(
         HashMap::new()
     };
     let mut problems = Vec::new();
-    let indices: Vec<usize> = (0..scenario.users.count).collect();
-    for chunk in indices.chunks(limits::VERIFY_CONCURRENCY) {
-        let checks = chunk.iter().map(|&i| {
-            let owner = &owner;
-            async move {
-                let key = scenario.users.key_of(i);
-                let fill = |p: &str| {
-                    p.replace("{user}", &key)
-                        .replace("{index}", &i.to_string())
-                        .replace("{run}", run)
-                };
-                let (acked, in_doubt, acked_tags, doubtful) = {
-                    let l = ledgers.users[i].lock().expect("never poisoned");
-                    (
-                        l.acked,
-                        l.in_doubt,
-                        l.acked_tags.clone(),
-                        l.doubtful_tags.clone(),
-                    )
-                };
-                let mut found = Vec::new();
-                if let Some(c) = count {
-                    let url = format!("{base}{}", fill(&c.path));
-                    match get_json(client, &url).await {
-                        Ok(json) => match json.pointer(&c.pointer).and_then(Json::as_u64) {
-                            Some(n) if n < acked => found.push(Problem::Lost {
-                                user: key.clone(),
-                                detail: format!("the server counts {n}, it acknowledged {acked}"),
-                            }),
-                            Some(n) if n > acked + in_doubt => found.push(Problem::Duplicated {
-                                user: key.clone(),
-                                detail: format!(
-                                    "the server counts {n}, at most {} were sent",
-                                    acked + in_doubt
-                                ),
-                            }),
-                            Some(_) => {}
-                            None => found.push(Problem::Unreadable {
-                                user: key.clone(),
-                                detail: format!("GET {url}: no number at `{}`", c.pointer),
-                            }),
-                        },
-                        Err(e) => found.push(Problem::Unreadable {
+    let checks = (0..scenario.users.count).map(|i| {
+        let owner = &owner;
+        async move {
+            let key = scenario.users.key_of(i);
+            let fill = |p: &str| {
+                p.replace("{user}", &key)
+                    .replace("{index}", &scenario.users.index_of(i).to_string())
+                    .replace("{run}", run)
+            };
+            let (acked, in_doubt, acked_tags, doubtful) = {
+                let l = ledgers.users[i].lock().expect("never poisoned");
+                (
+                    l.acked,
+                    l.in_doubt,
+                    l.acked_tags.clone(),
+                    l.doubtful_tags.clone(),
+                )
+            };
+            let mut found = Vec::new();
+            if let Some(c) = count {
+                let url = format!("{base}{}", fill(&c.path));
+                match get_json(client, &url).await {
+                    Ok(json) => match json.pointer(&c.pointer).and_then(Json::as_u64) {
+                        Some(n) if n < acked => found.push(Problem::Lost {
                             user: key.clone(),
-                            detail: e,
+                            detail: format!("the server counts {n}, it acknowledged {acked}"),
                         }),
-                    }
+                        Some(n) if n > acked + in_doubt => found.push(Problem::Duplicated {
+                            user: key.clone(),
+                            detail: format!(
+                                "the server counts {n}, at most {} were sent",
+                                acked + in_doubt
+                            ),
+                        }),
+                        Some(_) => {}
+                        None => found.push(Problem::Unreadable {
+                            user: key.clone(),
+                            detail: format!("GET {url}: no number at `{}`", c.pointer),
+                        }),
+                    },
+                    Err(e) => found.push(Problem::Unreadable {
+                        user: key.clone(),
+                        detail: e,
+                    }),
                 }
-                if let Some(it) = items
-                    && check_items
-                {
-                    let url = format!("{base}{}", fill(&it.path));
-                    match get_json(client, &url).await {
-                        Ok(Json::Array(list)) => {
-                            let mine: HashSet<&String> =
-                                acked_tags.iter().chain(&doubtful).collect();
-                            let mut seen = HashSet::new();
-                            for item in &list {
-                                let Some(tag) = item.pointer(&it.tag).and_then(Json::as_str) else {
-                                    continue;
-                                };
-                                if !seen.insert(tag.to_string()) {
-                                    found.push(Problem::Duplicated {
-                                        user: key.clone(),
-                                        detail: format!("call `{tag}` is there twice"),
-                                    });
-                                } else if !mine.contains(&tag.to_string())
-                                    && let Some(from) = owner.get(tag)
-                                {
-                                    found.push(Problem::Leaked {
-                                        user: key.clone(),
-                                        from: from.clone(),
-                                        tag: tag.to_string(),
-                                    });
-                                }
-                            }
-                            for tag in &acked_tags {
-                                if !seen.contains(tag) {
-                                    found.push(Problem::Lost {
-                                        user: key.clone(),
-                                        detail: format!("acknowledged call `{tag}` is missing"),
-                                    });
-                                }
+            }
+            if let Some(it) = items
+                && check_items
+            {
+                let url = format!("{base}{}", fill(&it.path));
+                match get_json(client, &url).await {
+                    Ok(Json::Array(list)) => {
+                        let mine: HashSet<&String> = acked_tags.iter().chain(&doubtful).collect();
+                        let mut seen = HashSet::new();
+                        for item in &list {
+                            let Some(tag) = item.pointer(&it.tag).and_then(Json::as_str) else {
+                                continue;
+                            };
+                            if !seen.insert(tag.to_string()) {
+                                found.push(Problem::Duplicated {
+                                    user: key.clone(),
+                                    detail: format!("call `{tag}` is there twice"),
+                                });
+                            } else if !mine.contains(&tag.to_string())
+                                && let Some(from) = owner.get(tag)
+                            {
+                                found.push(Problem::Leaked {
+                                    user: key.clone(),
+                                    from: from.clone(),
+                                    tag: tag.to_string(),
+                                });
                             }
                         }
-                        Ok(other) => found.push(Problem::Unreadable {
-                            user: key.clone(),
-                            detail: format!("GET {url}: expected an array, got {other}"),
-                        }),
-                        Err(e) => found.push(Problem::Unreadable {
-                            user: key.clone(),
-                            detail: e,
-                        }),
+                        for tag in &acked_tags {
+                            if !seen.contains(tag) {
+                                found.push(Problem::Lost {
+                                    user: key.clone(),
+                                    detail: format!("acknowledged call `{tag}` is missing"),
+                                });
+                            }
+                        }
                     }
+                    Ok(other) => found.push(Problem::Unreadable {
+                        user: key.clone(),
+                        detail: format!("GET {url}: expected an array, got {other}"),
+                    }),
+                    Err(e) => found.push(Problem::Unreadable {
+                        user: key.clone(),
+                        detail: e,
+                    }),
                 }
-                (acked, in_doubt, found)
             }
-        });
-        for (acked, in_doubt, found) in futures::future::join_all(checks).await {
-            out.users_checked += 1;
-            out.acknowledged += acked;
-            out.in_doubt += in_doubt;
-            problems.extend(found);
+            (acked, in_doubt, found)
         }
+    });
+    // At most VERIFY_CONCURRENCY reads in flight, a new one as soon as one ends.
+    let mut checks = futures::stream::iter(checks).buffer_unordered(limits::VERIFY_CONCURRENCY);
+    while let Some((acked, in_doubt, found)) = checks.next().await {
+        out.users_checked += 1;
+        out.acknowledged += acked;
+        out.in_doubt += in_doubt;
+        problems.extend(found);
     }
     if problems.len() > limits::PROBLEMS_MAX {
         out.problems_not_listed = problems.len() - limits::PROBLEMS_MAX;
