@@ -8,8 +8,8 @@ use revenant_api_definitions::{
     ApiDefinition, ApiSpec, AuthSpec, Diagnostic, Diagnostics, Location, RouteSpec,
 };
 use revenant_runtime::limits::{
-    ACTIVE_WORKERS_CEILING, ACTIVE_WORKERS_DEFAULT, MAPPINGS_PER_LIVE_WORKER, MAPPINGS_RESERVED,
-    live_workers_ceiling,
+    ACTIVE_WORKERS_CEILING, ACTIVE_WORKERS_DEFAULT, CeilingBound, GUEST_ADDRESS_SPACE_BYTES,
+    MAPPINGS_PER_LIVE_WORKER, MAPPINGS_RESERVED, guest_reservation_bytes, live_workers_ceiling,
 };
 use revenant_runtime::{AllowRule, OutgoingHttpConfig, WorkerLimits};
 use serde::Deserialize;
@@ -343,7 +343,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         limits.idle_timeout = Duration::from_millis(ms);
     }
     let map_count = max_map_count();
-    let ceiling = live_workers_ceiling(map_count);
+    let (ceiling, bound) = live_workers_ceiling(map_count, limits.guest_memory_bytes);
     limits.active_workers_max = ACTIVE_WORKERS_DEFAULT.min(ceiling);
     if let (Some(n), Some(asked)) = (
         limit(
@@ -357,15 +357,28 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         let n = n as usize;
         if n > ceiling {
-            let needed = n * MAPPINGS_PER_LIVE_WORKER + MAPPINGS_RESERVED;
+            let why = match bound {
+                CeilingBound::Mappings => {
+                    let needed = n * MAPPINGS_PER_LIVE_WORKER + MAPPINGS_RESERVED;
+                    format!(
+                        "needs vm.max_map_count of at least {needed} (it is {map_count}: this \
+                         machine allows {ceiling}): each live worker holds about \
+                         {MAPPINGS_PER_LIVE_WORKER} memory mappings; raise it with `sysctl -w \
+                         vm.max_map_count={needed}`, or ask for fewer"
+                    )
+                }
+                CeilingBound::AddressSpace => format!(
+                    "needs more address space than guests may reserve ({} TiB): each live \
+                     worker reserves {} MiB (guest_memory_mb and its guard regions), which \
+                     allows {ceiling}; lower guest_memory_mb, or ask for fewer",
+                    GUEST_ADDRESS_SPACE_BYTES >> 40,
+                    guest_reservation_bytes(limits.guest_memory_bytes) >> 20
+                ),
+                CeilingBound::Table => format!("is past the most, {ceiling}"),
+            };
             problems.push(Diagnostic::new(
                 Location::of_span(&file_name, asked.span()),
-                format!(
-                    "`active_workers_max` {n} needs vm.max_map_count of at least {needed} (it is \
-                     {map_count}: this machine allows {ceiling}): each live worker holds about \
-                     {MAPPINGS_PER_LIVE_WORKER} memory mappings; raise it with `sysctl -w \
-                     vm.max_map_count={needed}`, or ask for fewer"
-                ),
+                format!("`active_workers_max` {n} {why}"),
             ));
         } else {
             limits.active_workers_max = n;

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{project, refused};
+use support::{project, project_with, refused};
 
 #[test]
 fn a_bad_route_is_reported_with_file_line_and_column_and_nothing_serves() {
@@ -62,5 +62,26 @@ fn check_lists_the_read_only_routes_and_openapi_marks_them() {
         paths["/user/{user-id}/activities"]["post"]
             .get("x-revenant-read-only")
             .is_none()
+    );
+}
+
+/// A live-worker cap the machine cannot hold (past its mappings or the address space the
+/// guests' memories reserve) is refused at its place in the file, with what would allow it.
+#[test]
+fn a_live_worker_cap_past_what_the_machine_allows_is_refused_where_it_is_written() {
+    let (dir, config) = project_with(
+        "limits:\n  guest_memory_mb: 4096\n  active_workers_max: 1000000\n",
+        "  - method: GET\n    path: /user/{user-id}/count\n    component: user-activity\n    worker: user-{user-id}\n    call: count\n",
+    );
+    let (code, stderr, _) = refused("check", dir.path(), &config);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
+    let at = format!(
+        "{}:5:23: `active_workers_max` 1000000 needs ",
+        config.display()
+    );
+    assert!(stderr.contains(&at), "expected `{at}` in:\n{stderr}");
+    assert!(
+        stderr.contains("vm.max_map_count") || stderr.contains("lower guest_memory_mb"),
+        "{stderr}"
     );
 }

@@ -160,6 +160,15 @@ impl Runtime {
         wasm.cranelift_nan_canonicalization(true);
         wasm.relaxed_simd_deterministic(true);
         wasm.epoch_interruption(true);
+        // Each instance reserves its memory cap (not wasmtime's 4 GiB) with a guard on each
+        // side, and its memory never moves: 100,000 live workers then take 31 TiB of address
+        // space, where 4 GiB each would not fit in a process's 128 TiB past ~31,000 of them
+        // (limits::GUEST_ADDRESS_SPACE_BYTES). The cost is a bounds check on accesses the
+        // guard cannot cover; the memory's base stays put, so compiled code may keep it in a
+        // register.
+        wasm.memory_reservation(config.limits.guest_memory_bytes as u64);
+        wasm.memory_guard_size(limits::GUEST_MEMORY_GUARD_BYTES);
+        wasm.memory_may_move(false);
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         // The epoch ticker: deadlines are counted in its ticks. A thread, not a task, so that a
         // guest hogging a tokio worker cannot stop the clock that interrupts it.

@@ -26,12 +26,54 @@ pub const MAPPINGS_PER_LIVE_WORKER: usize = 8;
 /// files, compiled code), out of `vm.max_map_count`.
 pub const MAPPINGS_RESERVED: usize = 2_000;
 
-/// How many workers this machine lets one process hold in memory: Linux refuses a process more
-/// than `vm.max_map_count` mappings (65,530 by default, which allows 7,941), and an instance
-/// past that fails to allocate. Raising the sysctl raises the ceiling (docs/performance.md).
-pub fn live_workers_ceiling(max_map_count: usize) -> usize {
-    (max_map_count.saturating_sub(MAPPINGS_RESERVED) / MAPPINGS_PER_LIVE_WORKER)
-        .min(ACTIVE_WORKERS_CEILING)
+/// Guard region before and after each guest's linear memory (wasmtime's default size on 64-bit
+/// hosts): a load or store whose constant offset is under it needs no bounds check of its own.
+pub const GUEST_MEMORY_GUARD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Address space the guests' memories may reserve, all of them together: half of the 128 TiB
+/// a process has on x86-64 (47-bit addresses), the rest left to the heap, stacks and code.
+/// Each instance reserves its memory cap and both guards up front (`guest_reservation_bytes`),
+/// so that its memory never moves; wasmtime's default of 4 GiB per memory would allow only
+/// ~31,000 live workers in the whole 128 TiB.
+pub const GUEST_ADDRESS_SPACE_BYTES: u64 = 64 << 40;
+
+/// Virtual memory one instance reserves: its linear memory's cap and the guards around it.
+/// Reserved, not resident: pages count only once the guest touches them.
+pub fn guest_reservation_bytes(guest_memory_bytes: usize) -> u64 {
+    guest_memory_bytes as u64 + 2 * GUEST_MEMORY_GUARD_BYTES
+}
+
+/// Why a machine allows no more live workers than [`live_workers_ceiling`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CeilingBound {
+    /// `vm.max_map_count`: each live worker holds [`MAPPINGS_PER_LIVE_WORKER`] mappings.
+    Mappings,
+    /// [`GUEST_ADDRESS_SPACE_BYTES`]: each live worker reserves [`guest_reservation_bytes`].
+    AddressSpace,
+    /// [`ACTIVE_WORKERS_CEILING`].
+    Table,
+}
+
+/// How many workers this machine lets one process hold in memory, and what sets that number:
+/// Linux refuses a process more than `vm.max_map_count` mappings (65,530 by default, which
+/// allows 7,941), and an instance past that fails to allocate; raising the sysctl raises the
+/// ceiling (docs/performance.md). Past that, the address space the guests' memory reservations
+/// take (about 209,000 workers with the default 256 MiB cap).
+pub fn live_workers_ceiling(
+    max_map_count: usize,
+    guest_memory_bytes: usize,
+) -> (usize, CeilingBound) {
+    let by_maps = max_map_count.saturating_sub(MAPPINGS_RESERVED) / MAPPINGS_PER_LIVE_WORKER;
+    let by_space =
+        (GUEST_ADDRESS_SPACE_BYTES / guest_reservation_bytes(guest_memory_bytes)) as usize;
+    [
+        (by_maps, CeilingBound::Mappings),
+        (by_space, CeilingBound::AddressSpace),
+        (ACTIVE_WORKERS_CEILING, CeilingBound::Table),
+    ]
+    .into_iter()
+    .min_by_key(|(n, _)| *n)
+    .expect("three bounds")
 }
 
 /// Default linear memory one guest may grow to. A worker may keep and return a value of up to
@@ -177,5 +219,30 @@ impl Default for WorkerLimits {
             truncate_at_snapshot: false,
             check_read_only: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_worker_ceiling_names_the_bound_that_sets_it() {
+        let mib = 1024 * 1024;
+        // Linux's default mapping limit, the default memory cap.
+        assert_eq!(
+            live_workers_ceiling(65_530, GUEST_MEMORY_BYTES_MAX),
+            (7_941, CeilingBound::Mappings)
+        );
+        // Mappings raised far: the reservations (256 MiB + two 32 MiB guards) bound it.
+        assert_eq!(
+            live_workers_ceiling(10_000_000, GUEST_MEMORY_BYTES_MAX),
+            (209_715, CeilingBound::AddressSpace)
+        );
+        // Small guests: the slot table's bound.
+        assert_eq!(
+            live_workers_ceiling(usize::MAX, mib),
+            (ACTIVE_WORKERS_CEILING, CeilingBound::Table)
+        );
     }
 }
