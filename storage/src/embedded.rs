@@ -16,13 +16,14 @@ use crate::layout::rows::{
     Row, Rows, append_rows, assemble_row, decode_metadata, decode_row, decode_seq, row_bytes,
 };
 use crate::limits::{
-    APPEND_QUEUE_BYTES_MAX, APPEND_QUEUE_DEPTH, GROUP_COMMIT_BYTES_MAX, GROUP_COMMIT_ENTRIES_MAX,
-    KV_COMMIT_HISTORY_MAX, KV_TRANSACTION_DURATION_MAX, READ_PAGE_BYTES_MAX, READ_PAGE_ENTRIES_MAX,
+    APPEND_QUEUE_BYTES_MAX, APPEND_QUEUE_DEPTH, COMMITTER_TAILS_MAX, GROUP_COMMIT_BYTES_MAX,
+    GROUP_COMMIT_ENTRIES_MAX, KV_COMMIT_HISTORY_MAX, KV_TRANSACTION_DURATION_MAX,
+    READ_PAGE_BYTES_MAX, READ_PAGE_ENTRIES_MAX,
 };
 use crate::{Append, OplogStore, SequencedEntry, StorageError, WorkerId, WorkerMetadata, keys};
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,6 +124,7 @@ impl EmbeddedStore {
             stats: stats.clone(),
             visible: visible.clone(),
             history: VecDeque::new(),
+            tails: HashMap::new(),
         };
         let committer = std::thread::Builder::new()
             .name("revenant-group-commit".into())
@@ -252,6 +254,12 @@ struct Committer {
     visible: Arc<Mutex<Visible>>,
     /// Recent commits' versions and written ranges, for conflict checks.
     history: VecDeque<CommitRecord>,
+    /// The last index of each worker's log as this committer last wrote it, with the batch in
+    /// hand applied (`COMMITTER_TAILS_MAX`). An append that follows it needs no reads: its
+    /// first entry cannot be there yet and the metadata says what the map says. A transaction
+    /// that may change a worker's metadata or entries takes the worker out (or empties the map),
+    /// and so does a batch that fails to commit.
+    tails: HashMap<WorkerId, u64>,
 }
 
 /// What a batch has written so far, read before the database by later items of the same batch.
@@ -319,6 +327,7 @@ impl Committer {
                             return Ok(());
                         }
                         version += 1;
+                        self.forget_tails(buffer);
                         self.apply_transaction(buffer, &mut write, &mut overlay)?;
                         self.remember(version, buffer.write_ranges());
                         transactions += 1;
@@ -357,6 +366,10 @@ impl Committer {
             .transactions
             .fetch_add(transactions, Ordering::Relaxed);
         let failure = written.err().map(|e| KvError::Engine(e.to_string()));
+        if failure.is_some() {
+            // The batch is not in the store: neither are the tails it advanced.
+            self.tails.clear();
+        }
         let mut answers: Vec<(Pending, Result<(), KvError>)> = batch
             .into_iter()
             .zip(outcomes)
@@ -371,6 +384,29 @@ impl Committer {
         answers.sort_by_key(|(_, outcome)| outcome.is_ok());
         for (pending, outcome) in answers {
             pending.finish(outcome);
+        }
+    }
+
+    /// Takes out of `tails` every worker whose metadata or entries `buffer` may change.
+    fn forget_tails(&mut self, buffer: &TxBuffer) {
+        let writes = buffer.points.keys().map(|k| (k.as_slice(), None)).chain(
+            buffer
+                .cleared
+                .iter()
+                .map(|(b, e)| (b.as_slice(), Some(e.as_slice()))),
+        );
+        for (begin, end) in writes {
+            match keys::touched_logs(begin, end) {
+                Some(workers) => {
+                    for w in workers {
+                        self.tails.remove(&w);
+                    }
+                }
+                None => {
+                    self.tails.clear();
+                    return;
+                }
+            }
         }
     }
 
@@ -392,11 +428,50 @@ impl Committer {
     }
 
     fn validate_append(
+        &mut self,
+        check: &AppendCheck,
+        rows: &crate::layout::rows::Rows,
+        overlay: &Overlay,
+    ) -> Result<bool, KvError> {
+        let write = self.decide_append(check, rows, overlay);
+        // What the worker's log ends at once this batch is written, if the append writes it.
+        let follows = check.entries > 0
+            && check.last_index == check.first_seq + check.entries as u64 - 1
+            && check.fence.is_none();
+        match &write {
+            Ok(true) if follows => {
+                if self.tails.len() >= COMMITTER_TAILS_MAX
+                    && !self.tails.contains_key(&check.worker)
+                {
+                    self.tails.clear();
+                }
+                self.tails.insert(check.worker.clone(), check.last_index);
+            }
+            Ok(false) => {}
+            _ => {
+                self.tails.remove(&check.worker);
+            }
+        }
+        write
+    }
+
+    fn decide_append(
         &self,
         check: &AppendCheck,
         rows: &crate::layout::rows::Rows,
         overlay: &Overlay,
     ) -> Result<bool, KvError> {
+        // The worker's log ends where this committer last wrote it: nothing to read (a fenced
+        // append still reads the lease, which transactions write).
+        if check.fence.is_none()
+            && check.entries > 0
+            && self
+                .tails
+                .get(&check.worker)
+                .is_some_and(|last| check.first_seq == last + 1)
+        {
+            return Ok(true);
+        }
         // The checks every backend makes, here against the latest data: the committer is the
         // only writer, so nothing changes between the check and the write.
         let lease = match check.fence {

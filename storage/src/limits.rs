@@ -68,6 +68,13 @@ pub const KV_ATTEMPTS_MAX: u32 = 100;
 /// Most rows one range read returns; longer ranges are read in pages.
 pub const KV_RANGE_ROWS_MAX: usize = 10_000;
 
+/// Workers whose log tail (last index) the embedded store's committer keeps in memory, so that
+/// an append's checks need not read the worker's metadata and next entry back from fjall (the
+/// committer is the only writer, so what it wrote is what is there). About 100 bytes each: at
+/// most ~20 MB. Past it the map is emptied and refills as workers append; a worker not in it
+/// is checked by reading, as before.
+pub const COMMITTER_TAILS_MAX: usize = 200_000;
+
 /// Commits the in-process backends remember for conflict checks. A transaction whose snapshot is
 /// older than the oldest remembered commit is too old, as past FoundationDB's 5 s window.
 pub const KV_COMMIT_HISTORY_MAX: usize = 100_000;

@@ -17,6 +17,8 @@ pub(crate) struct AppendCheck {
     pub first_row: (Vec<u8>, Vec<u8>),
     /// How many of the append's rows are its entries (they come first).
     pub entries: usize,
+    /// The last index its metadata row records.
+    pub last_index: u64,
 }
 
 /// What an append's checks decided.
@@ -41,6 +43,7 @@ impl AppendCheck {
             first_seq: append.entries.first().map_or(0, |e| e.seq),
             first_row: rows[0].clone(),
             entries: append.entries.len(),
+            last_index: append.metadata.last_index,
         }
     }
 

@@ -225,6 +225,42 @@ pub fn chunks_before(worker: &WorkerId, before: u64) -> (Vec<u8>, Vec<u8>) {
     (begin, end)
 }
 
+/// What an append's checks read of a worker's log: its metadata ("w") and its entries ("l").
+/// `touched_logs` says which workers' a write to `[begin, end)` (a point: `end` is `None`) may
+/// change: `Some(workers)` (none, or one), or `None` when it may change many.
+pub fn touched_logs(begin: &[u8], end: Option<&[u8]>) -> Option<Vec<WorkerId>> {
+    let mut touched = Vec::new();
+    for family in [WORKER, OPLOG] {
+        let from = pack(&(family,));
+        let mut to = from.clone();
+        to.push(0xff);
+        let reaches = match end {
+            Some(end) => begin < to.as_slice() && from.as_slice() < end,
+            None => begin.starts_with(&from),
+        };
+        if !reaches {
+            continue;
+        }
+        // Within one worker's keys of the family, or possibly many.
+        let elements: Vec<foundationdb_tuple::Element> = unpack(begin).ok()?;
+        let (Some(component), Some(name)) = (
+            elements.get(1).and_then(|e| e.as_str()),
+            elements.get(2).and_then(|e| e.as_str()),
+        ) else {
+            return None;
+        };
+        let worker = WorkerId::new(component, name);
+        if let Some(end) = end {
+            let (_, last) = worker_family_range(family, &worker);
+            if end > last.as_slice() {
+                return None;
+            }
+        }
+        touched.push(worker);
+    }
+    Some(touched)
+}
+
 /// The sequence number in an oplog key, or `None` if the key is not one.
 pub fn seq_of_oplog_key(key: &[u8]) -> Option<u64> {
     let (tag, _component, _worker, seq): (String, String, String, u64) = unpack(key).ok()?;
@@ -234,6 +270,27 @@ pub fn seq_of_oplog_key(key: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_name_the_logs_they_may_change() {
+        let w = WorkerId::new("c", "w");
+        let one = Some(vec![w.clone()]);
+        assert_eq!(touched_logs(&worker_metadata(&w), None), one);
+        assert_eq!(touched_logs(&oplog_entry(&w, 7), None), one);
+        let (b, e) = oplog_range_from(&w, 3);
+        assert_eq!(touched_logs(&b, Some(&e)), one);
+        let (b, e) = worker_family_range(OPLOG, &w);
+        assert_eq!(touched_logs(&b, Some(&e)), one);
+        // Other families change no log.
+        assert_eq!(touched_logs(&idempotency(&w, "k"), None), Some(vec![]));
+        let (b, e) = chunks_before(&w, 9);
+        assert_eq!(touched_logs(&b, Some(&e)), Some(vec![]));
+        assert_eq!(touched_logs(&shard_lease(3), None), Some(vec![]));
+        // A range over several workers' logs: any of them.
+        let (b, e) = workers_range("c", None);
+        assert_eq!(touched_logs(&b, Some(&e)), None);
+        assert_eq!(touched_logs(b"", Some(&[0xff])), None);
+    }
 
     #[test]
     fn oplog_keys_sort_by_sequence_number_across_encoding_lengths() {

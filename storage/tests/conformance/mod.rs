@@ -502,6 +502,9 @@ pub async fn oplog_suite<K: KvStore, O: OplogStore>(kv: &K, oplog: &O) {
     assert!(read_all(oplog, &doomed).await.is_empty());
     assert_eq!(oplog.idempotent_outcome(&doomed, "k").await.unwrap(), None);
     assert!(!oplog.in_flight_workers().await.unwrap().contains(&doomed));
+    // The deleted log's tail is gone too: an append that would have followed it does not now.
+    let stale = oplog.append(append_of(&doomed, 4..=4, None)).await;
+    assert!(stale.is_err(), "appended after a deleted tail: {stale:?}");
     oplog.append(append_of(&doomed, 1..=1, None)).await.unwrap();
 
     // Fencing: an appender with a stale lease epoch cannot append.
