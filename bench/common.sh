@@ -1,8 +1,10 @@
 # Sourced by the bench scripts that run `revenant serve` (not run on its own). It builds the
 # demo component and this build's server (whose load tester the scripts use), makes $work
 # (removed at exit, the server still running ended by its PID), and defines:
-#   serve NAME CONFIG   starts "$BINARY" (default: this build) on a fresh data folder
-#                       $work/NAME, waits (bounded) until it listens; sets $url and $pid
+#   serve NAME CONFIG [ARGS...]
+#                       starts "$BINARY" (default: this build) on a fresh data folder
+#                       $work/NAME, more serve ARGS after, waits (bounded) until it listens;
+#                       sets $url, $pid, and $admin (the admin API's URL, if it listens)
 #   stop                ends the server started last
 #   journal_bytes NAME  bytes written so far to the embedded store's journal of $work/NAME
 BINARY=${BINARY:-target/release/revenant}
@@ -21,13 +23,17 @@ trap cleanup EXIT
 
 serve() {
   local name=$1 config=$2
+  shift 2
   REVENANT_LOG=warn "$BINARY" serve --config "$config" --data "$work/$name" \
-    --listen 127.0.0.1:0 >"$work/$name.out" 2>"$work/$name.err" &
+    --listen 127.0.0.1:0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
   url=""
   for _ in $(seq 600); do
-    url=$(sed -n 's/.*listening on //p' "$work/$name.out" | head -1)
-    if [ -n "$url" ]; then return; fi
+    url=$(sed -n 's/^revenant listening on //p' "$work/$name.out" | head -1)
+    if [ -n "$url" ]; then
+      admin=$(sed -n 's/^revenant admin listening on \([^;]*\);.*/\1/p' "$work/$name.out" | head -1)
+      return
+    fi
     sleep 0.1
   done
   echo "server did not start: $(cat "$work/$name.err")" >&2

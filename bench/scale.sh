@@ -68,18 +68,9 @@ load() {
 add='{"kind":"scale","detail":"{tag}"}'
 long=3000 # seconds: the runs end with their iterations
 
-REVENANT_LOG=warn "$BINARY" serve --config "$work/revenant.yaml" --data "$work/store" \
-  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
-pid=$!
-url=""
-for _ in $(seq 600); do
-  url=$(sed -n 's/^revenant listening on //p' "$work/server.out" | head -1)
-  if [ -n "$url" ]; then break; fi
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "server did not start: $(cat "$work/server.err")" >&2; exit 1; }
-admin=$(sed -n 's/^revenant admin listening on \([^;]*\);.*/\1/p' "$work/server.out" | head -1)
+serve store "$work/revenant.yaml" --admin-listen 127.0.0.1:0
 
+map_count=$(cat /proc/sys/vm/max_map_count)
 rss0=$(rss); maps0=$(maps)
 echo "started: RSS $((rss0 / 1024)) MiB, $maps0 mappings"
 
@@ -138,7 +129,7 @@ echo
 echo "| measure | value |"
 echo "|---|---|"
 echo "| workers known on disk (admin list) | $known ($disk MiB store) |"
-echo "| live-worker cap | $LIVE (vm.max_map_count $need: 8 mappings per live worker) |"
+echo "| live-worker cap | $LIVE (needs vm.max_map_count >= $need, 8 mappings per live worker; it was $map_count) |"
 echo "| RSS at start / $LIVE live / after $WORKERS | $((rss0 / 1024)) / $((rss1 / 1024)) / $((rss2 / 1024)) MiB |"
 echo "| RSS per live idle worker | $((per_worker / 1024)) KiB ($per_worker bytes) |"
 echo "| mappings per live worker | $(python3 -c "print(round(($maps1 - $maps0) / $LIVE, 2))") |"
