@@ -174,15 +174,15 @@ async fn open(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        let Some(user) = shared.next_iteration() else {
+            break;
+        };
         let now = Instant::now();
         shared
             .recorder
             .lock()
             .expect("never poisoned")
             .scheduled(next, now);
-        let Some(user) = shared.next_iteration() else {
-            break;
-        };
         let (task, intended) = (shared.clone(), next);
         tokio::spawn(async move {
             iteration(&task, user, intended).await;

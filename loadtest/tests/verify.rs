@@ -108,48 +108,59 @@ async fn a_call_in_another_users_state_is_a_leak_naming_both() {
 }
 
 /// `sequential` with `iterations`: each user in turn, from `first`, and the run ends when the
-/// iterations are used up (long before its duration): every user exactly as often as the others.
+/// iterations are used up (long before its duration): every user exactly as often as the others,
+/// in both load models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_users_from_first_each_get_their_turn_and_the_run_stops_at_its_iterations() {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
-    let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let seen = hits.clone();
-    let url = support::serve(move |method, path, _body| {
-        let seen = seen.clone();
-        async move {
-            let mut hits = seen.lock().unwrap();
-            if method == hyper::Method::POST {
-                *hits.entry(path).or_default() += 1;
-                (200, "{}".to_string())
-            } else {
-                (200, hits.get(&path).copied().unwrap_or(0).to_string())
+    for load in [
+        "{model: closed, virtual_users: 8, iterations: 150}",
+        "{model: open, rate: 1000, iterations: 150}",
+    ] {
+        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let seen = hits.clone();
+        let url = support::serve(move |method, path, _body| {
+            let seen = seen.clone();
+            async move {
+                let mut hits = seen.lock().unwrap();
+                if method == hyper::Method::POST {
+                    *hits.entry(path).or_default() += 1;
+                    (200, "{}".to_string())
+                } else {
+                    (200, hits.get(&path).copied().unwrap_or(0).to_string())
+                }
             }
-        }
-    });
-    let text = "name: sequential
-users: {count: 50, first: 100, key: \"u{index}\", distribution: sequential}
+        });
+        let text = format!(
+            "name: sequential
+users: {{count: 50, first: 100, key: \"u{{index}}\", distribution: sequential}}
 steps:
-  - {name: add, method: POST, path: '/c/{user}', counts: true}
-load: {model: closed, virtual_users: 8, iterations: 150}
+  - {{name: add, method: POST, path: '/c/{{user}}', counts: true}}
+load: {load}
 duration_s: 600
 verify:
-  count: {path: '/c/{user}'}
-";
-    let scenario = Scenario::parse("sequential.yaml", text).unwrap();
-    let options = RunOptions {
-        url: Some(url),
-        progress: false,
-    };
-    let report = run(&scenario, &options).await.unwrap();
-    assert!(report.passed, "{report}");
-    assert_eq!(report.ok, 150, "{report}");
-    assert!(
-        report.measured_s < 600.0,
-        "the run ended with its iterations"
-    );
-    assert_eq!(report.verification.users_checked, 50);
-    let hits = hits.lock().unwrap();
-    let expected: HashMap<String, u64> = (100..150).map(|i| (format!("/c/u{i}"), 3)).collect();
-    assert_eq!(*hits, expected);
+  count: {{path: '/c/{{user}}'}}
+"
+        );
+        let scenario = Scenario::parse("sequential.yaml", &text).unwrap();
+        let options = RunOptions {
+            url: Some(url),
+            progress: false,
+        };
+        let report = run(&scenario, &options).await.unwrap();
+        assert!(report.passed, "{load}: {report}");
+        assert_eq!(report.ok, 150, "{load}: {report}");
+        assert!(
+            report.measured_s < 600.0,
+            "{load}: the run ended with its iterations"
+        );
+        assert_eq!(report.verification.users_checked, 50);
+        if load.contains("open") {
+            assert_eq!(report.offered, 150, "{report}");
+        }
+        let hits = hits.lock().unwrap();
+        let expected: HashMap<String, u64> = (100..150).map(|i| (format!("/c/u{i}"), 3)).collect();
+        assert_eq!(*hits, expected, "{load}");
+    }
 }
