@@ -498,6 +498,11 @@ async fn loadtest(args: LoadtestArgs) -> Result<(), Failure> {
                     args.users
                 )));
             }
+            if args.first_user.checked_add(args.users).is_none() {
+                return Err(Failure::InvalidScenario(
+                    "--first-user + --users overflows".into(),
+                ));
+            }
             if args.iterations == Some(0) {
                 return Err(Failure::InvalidScenario(
                     "--iterations must be at least 1".into(),
