@@ -7,10 +7,12 @@ fsynced beside it. On a disk with a volatile write cache every fdatasync sends a
 and the flush waits for whatever the other writer has in flight (docs/performance.md, "The
 tail at saturation").
 
-    bench/fsync_contention.py DIR [--seconds 8] [--table-mib 64] [--chunk-mib 0]
+    bench/fsync_contention.py DIR [--seconds 8] [--table-mib 64] [--chunk-mib 0] [--zeroed]
 
 --chunk-mib N makes the other writer fdatasync every N MiB (0: once, at the table's end, as
 fjall does): how much the stall shrinks when the other writer's in-flight bytes are bounded.
+--zeroed writes the journal file full of zeros first instead of leaving it sparse as fjall
+does: whether the file system's block allocation is part of the stall.
 Prints one line: samples, p50, p99, p99.9 and max of the fdatasync, in ms. Bounded: it stops
 after --seconds and removes its files.
 """
@@ -48,13 +50,20 @@ def main():
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--table-mib", type=int, default=64)
     p.add_argument("--chunk-mib", type=int, default=0)
+    p.add_argument("--zeroed", action="store_true")
     a = p.parse_args()
     folder = os.path.join(a.dir, f"fsync-contention-{os.getpid()}")
     os.makedirs(folder)
     journal = os.path.join(folder, "journal")
     fd = os.open(journal, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-    # Sparse, as fjall's journal is (it sets the file's length up front).
-    os.ftruncate(fd, JOURNAL_BYTES)
+    if a.zeroed:
+        zeros = bytes(1 << 20)
+        for _ in range(JOURNAL_BYTES >> 20):
+            os.write(fd, zeros)
+        os.fsync(fd)
+    else:
+        # Sparse, as fjall's journal is (it sets the file's length up front).
+        os.ftruncate(fd, JOURNAL_BYTES)
     stop = threading.Event()
     other = threading.Thread(target=table_writer, args=(folder, a.table_mib, a.chunk_mib, stop))
     other.start()
@@ -79,8 +88,8 @@ def main():
     samples.sort()
     n = len(samples)
     print(
-        f"fdatasync beside a {a.table_mib} MiB writer (sync every "
-        f"{a.chunk_mib or a.table_mib} MiB): {n} samples, p50 {samples[n // 2]:.2f} ms, "
+        f"fdatasync ({'zeroed' if a.zeroed else 'sparse'} journal) beside a {a.table_mib} MiB "
+        f"writer (sync every {a.chunk_mib or a.table_mib} MiB): {n} samples, p50 {samples[n // 2]:.2f} ms, "
         f"p99 {samples[n * 99 // 100]:.2f} ms, p99.9 {samples[n * 999 // 1000]:.2f} ms, "
         f"max {samples[-1]:.2f} ms"
     )
