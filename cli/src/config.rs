@@ -9,7 +9,8 @@ use revenant_api_definitions::{
 };
 use revenant_runtime::limits::{
     ACTIVE_WORKERS_CEILING, ACTIVE_WORKERS_DEFAULT, CeilingBound, GUEST_ADDRESS_SPACE_BYTES,
-    MAPPINGS_PER_LIVE_WORKER, MAPPINGS_RESERVED, guest_reservation_bytes, live_workers_ceiling,
+    MAPPINGS_PER_INSTANCE, MAPPINGS_PER_POOL_SLOT, guest_reservation_bytes, instances_beyond_cap,
+    live_workers_ceiling, mappings_needed, max_map_count,
 };
 use revenant_runtime::{AllowRule, OutgoingHttpConfig, WorkerLimits};
 use serde::Deserialize;
@@ -169,15 +170,6 @@ struct LimitsFile {
     /// For tests: fail a read-only call that changes its worker's state (two snapshots a read).
     check_read_only: Option<Spanned<bool>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
-}
-
-/// Linux's cap on one process's memory mappings, which bounds the workers it can hold in
-/// memory; its default where it cannot be read.
-fn max_map_count() -> usize {
-    std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(65_530)
 }
 
 /// Reads one limit, checking it lies in `range`.
@@ -342,48 +334,6 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         limits.idle_timeout = Duration::from_millis(ms);
     }
-    let map_count = max_map_count();
-    let (ceiling, bound) = live_workers_ceiling(map_count, limits.guest_memory_bytes);
-    limits.active_workers_max = ACTIVE_WORKERS_DEFAULT.min(ceiling);
-    if let (Some(n), Some(asked)) = (
-        limit(
-            &file_name,
-            &l.active_workers_max,
-            "active_workers_max",
-            1..=ACTIVE_WORKERS_CEILING as u64,
-            &mut problems,
-        ),
-        &l.active_workers_max,
-    ) {
-        let n = n as usize;
-        if n > ceiling {
-            let why = match bound {
-                CeilingBound::Mappings => {
-                    let needed = n * MAPPINGS_PER_LIVE_WORKER + MAPPINGS_RESERVED;
-                    format!(
-                        "needs vm.max_map_count of at least {needed} (it is {map_count}: this \
-                         machine allows {ceiling}): each live worker holds about \
-                         {MAPPINGS_PER_LIVE_WORKER} memory mappings; raise it with `sysctl -w \
-                         vm.max_map_count={needed}`, or ask for fewer"
-                    )
-                }
-                CeilingBound::AddressSpace => format!(
-                    "needs more address space than guests may reserve ({} TiB): each live \
-                     worker reserves {} MiB (guest_memory_mb and its guard regions), which \
-                     allows {ceiling}; lower guest_memory_mb, or ask for fewer",
-                    GUEST_ADDRESS_SPACE_BYTES >> 40,
-                    guest_reservation_bytes(limits.guest_memory_bytes) >> 20
-                ),
-                CeilingBound::Table => format!("is past the most, {ceiling}"),
-            };
-            problems.push(Diagnostic::new(
-                Location::of_span(&file_name, asked.span()),
-                format!("`active_workers_max` {n} {why}"),
-            ));
-        } else {
-            limits.active_workers_max = n;
-        }
-    }
     if let Some(n) = limit(
         &file_name,
         &l.snapshot_every_invocations,
@@ -465,6 +415,52 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ] {
         if let Some(n) = limit(&file_name, value, name, 1..=100_000, &mut problems) {
             *field = n as usize;
+        }
+    }
+    let map_count = max_map_count();
+    let beyond = instances_beyond_cap(outgoing_http.total_max);
+    let (ceiling, bound) = live_workers_ceiling(map_count, limits.guest_memory_bytes, beyond);
+    limits.active_workers_max = ACTIVE_WORKERS_DEFAULT.min(ceiling);
+    if let (Some(n), Some(asked)) = (
+        limit(
+            &file_name,
+            &l.active_workers_max,
+            "active_workers_max",
+            1..=ACTIVE_WORKERS_CEILING as u64,
+            &mut problems,
+        ),
+        &l.active_workers_max,
+    ) {
+        let n = n as usize;
+        if n > ceiling {
+            let why = match bound {
+                CeilingBound::Mappings => {
+                    let needed = mappings_needed(n + beyond);
+                    format!(
+                        "needs vm.max_map_count of at least {needed} (it is {map_count}: this \
+                         machine allows {ceiling}): the instance pool keeps a slot for each live \
+                         worker and {beyond} more (ephemeral calls, workers waiting on outgoing \
+                         requests, workers leaving), each holding up to {per} memory mappings; \
+                         raise it with `sysctl -w vm.max_map_count={needed}`, or ask for fewer",
+                        per = MAPPINGS_PER_POOL_SLOT + MAPPINGS_PER_INSTANCE
+                    )
+                }
+                CeilingBound::AddressSpace => format!(
+                    "needs more address space than guests may reserve ({} TiB): each slot of \
+                     the instance pool (one per live worker and {beyond} more) reserves {} MiB \
+                     (guest_memory_mb, its guard regions, tables and stack), which allows \
+                     {ceiling}; lower guest_memory_mb, or ask for fewer",
+                    GUEST_ADDRESS_SPACE_BYTES >> 40,
+                    guest_reservation_bytes(limits.guest_memory_bytes) >> 20
+                ),
+                CeilingBound::Table => format!("is past the most, {ceiling}"),
+            };
+            problems.push(Diagnostic::new(
+                Location::of_span(&file_name, asked.span()),
+                format!("`active_workers_max` {n} {why}"),
+            ));
+        } else {
+            limits.active_workers_max = n;
         }
     }
     let admin_token = match (env_var("REVENANT_ADMIN_TOKEN"), &file.admin.token) {

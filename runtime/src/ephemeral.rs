@@ -8,7 +8,7 @@ use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::HostState;
 use crate::error::InvokeError;
 use crate::limits::{EPHEMERAL_CALLS_MAX, EVICTION_WAIT};
-use crate::worker::{arm_deadline, call, guest_store};
+use crate::worker::{arm_deadline, call, guest_store, instantiation_failed};
 use revenant_storage::Value;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -57,7 +57,7 @@ impl Runtime {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| InvokeError::Trap(format!("instantiation failed: {e:#}")))?;
+            .map_err(|e| instantiation_failed(e, EPHEMERAL_CALLS_MAX))?;
         call(&mut store, &instance, export, args)
             .await
             .map_err(|f| f.into_error(&self.limits, "(ephemeral)"))

@@ -96,7 +96,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use worker::{Call, Command, StoredLifecycle, WorkerContext};
 
 /// What the runtime needs to start.
@@ -143,11 +143,47 @@ impl Drop for Runtime {
     }
 }
 
+/// The instance pool: every instance the runtime may hold has a slot made at start-up, reset
+/// in place when its instance ends instead of being mapped and unmapped again (the kernel's
+/// `mmap`, `munmap` and their TLB shootdowns were most of an ephemeral call; docs/performance.md).
+fn pool_config(slots: usize, worker: &WorkerLimits) -> PoolingAllocationConfig {
+    use limits::*;
+    let slots32 = u32::try_from(slots).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots32)
+        .total_core_instances(slots32.saturating_mul(GUEST_CORE_INSTANCES_PER_COMPONENT_MAX))
+        .max_core_instances_per_component(GUEST_CORE_INSTANCES_PER_COMPONENT_MAX)
+        .total_memories(slots32)
+        .max_memories_per_component(GUEST_MEMORIES_PER_COMPONENT_MAX)
+        .max_memory_size(worker.guest_memory_bytes)
+        .total_tables(slots32.saturating_mul(GUEST_TABLES_PER_COMPONENT_MAX))
+        .max_tables_per_component(GUEST_TABLES_PER_COMPONENT_MAX)
+        .table_elements(GUEST_TABLE_ELEMENTS_MAX)
+        .total_stacks(slots32)
+        .linear_memory_keep_resident(GUEST_MEMORY_KEEP_RESIDENT_BYTES)
+        .decommit_batch_size(GUEST_DECOMMIT_BATCH);
+    pool
+}
+
 impl Runtime {
     pub fn new(
         config: RuntimeConfig,
         oplog: Arc<dyn OplogStore>,
         environment: Arc<dyn Environment>,
+    ) -> Result<Arc<Self>, RuntimeError> {
+        let slots = limits::pool_instances(
+            config.limits.active_workers_max,
+            config.outgoing_http.total_max,
+        );
+        Self::with_pool_slots(config, oplog, environment, slots)
+    }
+
+    /// A runtime whose instance pool has `slots` slots (tests fill a small one).
+    fn with_pool_slots(
+        config: RuntimeConfig,
+        oplog: Arc<dyn OplogStore>,
+        environment: Arc<dyn Environment>,
+        slots: usize,
     ) -> Result<Arc<Self>, RuntimeError> {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true);
@@ -169,6 +205,11 @@ impl Runtime {
         wasm.memory_reservation(config.limits.guest_memory_bytes as u64);
         wasm.memory_guard_size(limits::GUEST_MEMORY_GUARD_BYTES);
         wasm.memory_may_move(false);
+        limits::check_pool_fits(slots)?;
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(
+            slots,
+            &config.limits,
+        )));
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         // The epoch ticker: deadlines are counted in its ticks. A thread, not a task, so that a
         // guest hogging a tokio worker cannot stop the clock that interrupts it.
@@ -680,4 +721,85 @@ fn check_worker_name(name: &str) -> Result<(), InvokeError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+// Tests read the clock (`clippy.toml`).
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+    use revenant_storage::memory::MemoryStore;
+    use std::time::Duration;
+
+    fn add(rt: &Runtime, user: &str) -> impl Future<Output = Result<Vec<Value>, InvokeError>> {
+        rt.invoke(
+            WorkerId::new("user-activity", user),
+            "add-activity",
+            vec![Value::String("k".into()), Value::String("v".into())],
+            None,
+        )
+    }
+
+    /// Retries `call` until it succeeds, for up to ten seconds.
+    async fn eventually<F: Future<Output = Result<Vec<Value>, InvokeError>>>(
+        mut call: impl FnMut() -> F,
+    ) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match call().await {
+                Ok(v) => return v,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(matches!(e, InvokeError::TooManyWorkers(_)), "{e}");
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("still refused after 10 s: {e}"),
+            }
+        }
+    }
+
+    /// Every instance takes a slot of the pool; one past it is refused as load
+    /// (`too_many_workers`, which callers may retry), not reported as a failure of the guest,
+    /// and is served once a slot frees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_instance_pool_refuses_with_too_many_workers_and_serves_once_a_slot_frees() {
+        let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip2/guest/user_activity.wasm");
+        assert!(
+            component.exists(),
+            "build the example component first (scripts/test.sh)"
+        );
+        let cache = tempfile::tempdir().unwrap();
+        let rt = Runtime::with_pool_slots(
+            RuntimeConfig {
+                components: vec![("user-activity".into(), component)],
+                cache_dir: cache.path().into(),
+                limits: WorkerLimits::default(),
+                outgoing_http: OutgoingHttpConfig::default(),
+            },
+            Arc::new(MemoryStore::default()),
+            Arc::new(SystemEnvironment::new()),
+            1,
+        )
+        .unwrap();
+        assert_eq!(add(&rt, "a").await.unwrap(), vec![Value::U64(1)]);
+        // `a` is live and holds the only slot.
+        let refused = add(&rt, "b").await.unwrap_err();
+        assert!(
+            matches!(refused, InvokeError::TooManyWorkers(_)),
+            "{refused}"
+        );
+        let refused = rt
+            .invoke_ephemeral("user-activity", "count", vec![])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, InvokeError::TooManyWorkers(_)),
+            "{refused}"
+        );
+        // `a` leaves; `b` gets its slot, and `a` comes back with its state once `b` leaves.
+        rt.evict_where(|w| w.name == "a");
+        assert_eq!(eventually(|| add(&rt, "b")).await, vec![Value::U64(1)]);
+        rt.evict_where(|w| w.name == "b");
+        assert_eq!(eventually(|| add(&rt, "a")).await, vec![Value::U64(2)]);
+    }
 }

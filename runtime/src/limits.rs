@@ -17,14 +17,92 @@ pub const ACTIVE_WORKERS_DEFAULT: usize = 8_000;
 /// docs/performance.md).
 pub const ACTIVE_WORKERS_CEILING: usize = 1_000_000;
 
-/// Memory mappings one live worker holds: 6.9 measured with the demo component (its linear
-/// memory's reservation, copy-on-write image and guard, its tables, the fiber stack its store
-/// keeps and that stack's guard), rounded up.
-pub const MAPPINGS_PER_LIVE_WORKER: usize = 8;
+/// Memory mappings each slot of the instance pool holds from start-up, used or not: its fiber
+/// stack and that stack's guard page (wasmtime's pooling allocator makes every stack up front).
+pub const MAPPINGS_PER_POOL_SLOT: usize = 2;
+
+/// Memory mappings a slot adds while an instance lives in it: 4.0 measured with the demo
+/// component at 10,000 live workers (its linear memory's accessible part and copy-on-write
+/// image split the memory pool's reservation, and its tables split the table pool's).
+pub const MAPPINGS_PER_INSTANCE: usize = 4;
 
 /// Mappings left for the rest of the process (threads' stacks, allocator arenas, the store's
 /// files, compiled code), out of `vm.max_map_count`.
 pub const MAPPINGS_RESERVED: usize = 2_000;
+
+/// Workers that have left the slot table but whose task has not yet dropped its instance (it
+/// answers what was already in its mailbox first): the pool keeps this many slots for them.
+pub const LEAVING_INSTANCES_MAX: usize = 256;
+
+/// Linear memories one component may define or import: wasmtime's pool keeps one memory slot
+/// per instance (`pool_instances`), so a component with two memories holds half as many workers
+/// as one with one (every toolchain we know makes components with one).
+pub const GUEST_MEMORIES_PER_COMPONENT_MAX: u32 = 2;
+
+/// Tables one component may hold (the demo has 2); the pool keeps this many per instance.
+pub const GUEST_TABLES_PER_COMPONENT_MAX: u32 = 8;
+
+/// Core instances one component may be made of (the demo has a handful: its module and the
+/// toolchain's shims).
+pub const GUEST_CORE_INSTANCES_PER_COMPONENT_MAX: u32 = 32;
+
+/// Dirtied linear memory a pool slot resets by copying back from the component's image when its
+/// instance ends; the rest is given back to the kernel. 128 KiB covered what a demo call dirties:
+/// 64 KiB or 1 MiB were slower (docs/performance.md).
+pub const GUEST_MEMORY_KEEP_RESIDENT_BYTES: usize = 128 * 1024;
+
+/// Pool slots whose memory is given back to the kernel in one batch of `madvise` calls.
+pub const GUEST_DECOMMIT_BATCH: usize = 16;
+
+/// Instances that may exist beyond `active_workers_max`: ephemeral calls, workers waiting on an
+/// outgoing request (not counted against the cap; `outgoing_requests_max` bounds them), and
+/// workers leaving memory.
+pub fn instances_beyond_cap(outgoing_requests_max: usize) -> usize {
+    EPHEMERAL_CALLS_MAX + outgoing_requests_max + LEAVING_INSTANCES_MAX
+}
+
+/// Slots in the instance pool: every instance the runtime may hold at once. One past it is
+/// refused (`too_many_workers`) rather than allocated.
+pub fn pool_instances(active_workers_max: usize, outgoing_requests_max: usize) -> usize {
+    active_workers_max + instances_beyond_cap(outgoing_requests_max)
+}
+
+/// Mappings a process needs to fill a pool of `slots`, the rest of the process included.
+pub fn mappings_needed(slots: usize) -> usize {
+    slots * (MAPPINGS_PER_POOL_SLOT + MAPPINGS_PER_INSTANCE) + MAPPINGS_RESERVED
+}
+
+/// Linux's limit on one process's memory mappings (`vm.max_map_count`), 65,530 where it cannot
+/// be read.
+pub fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65_530)
+}
+
+/// Refuses, naming the numbers, an instance pool of `slots` whose start-up mappings would not
+/// fit in what this process has left of `vm.max_map_count`: wasmtime would otherwise fail
+/// part-way with "failed to protect stack guard page: Cannot allocate memory".
+pub(crate) fn check_pool_fits(slots: usize) -> Result<(), crate::RuntimeError> {
+    let in_use = std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    pool_fits(slots, in_use, max_map_count()).map_err(crate::RuntimeError::Config)
+}
+
+fn pool_fits(slots: usize, in_use: usize, max_map_count: usize) -> Result<(), String> {
+    let needed = slots * MAPPINGS_PER_POOL_SLOT;
+    if in_use + needed <= max_map_count {
+        return Ok(());
+    }
+    Err(format!(
+        "the instance pool for {slots} workers needs {needed} memory mappings at start-up, and \
+         this process has {} of vm.max_map_count {max_map_count} left: lower \
+         active_workers_max or outgoing_http.total_max, or raise the sysctl",
+        max_map_count.saturating_sub(in_use)
+    ))
+}
 
 /// Guard region before and after each guest's linear memory (wasmtime's default size on 64-bit
 /// hosts): a load or store whose constant offset is under it needs no bounds check of its own.
@@ -37,16 +115,24 @@ pub const GUEST_MEMORY_GUARD_BYTES: u64 = 32 * 1024 * 1024;
 /// ~31,000 live workers in the whole 128 TiB.
 pub const GUEST_ADDRESS_SPACE_BYTES: u64 = 64 << 40;
 
-/// Virtual memory one instance reserves: its linear memory's cap and the guards around it.
+/// Fiber stack one instance runs its calls on (wasmtime's default async stack size).
+pub const GUEST_STACK_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Virtual memory one pool slot reserves: its linear memory's cap and the guards around it, its
+/// tables at their cap (a pointer-sized element, counted as 16 bytes) and its fiber stack.
 /// Reserved, not resident: pages count only once the guest touches them.
 pub fn guest_reservation_bytes(guest_memory_bytes: usize) -> u64 {
-    guest_memory_bytes as u64 + 2 * GUEST_MEMORY_GUARD_BYTES
+    guest_memory_bytes as u64
+        + 2 * GUEST_MEMORY_GUARD_BYTES
+        + GUEST_TABLES_PER_COMPONENT_MAX as u64 * GUEST_TABLE_ELEMENTS_MAX as u64 * 16
+        + GUEST_STACK_BYTES
 }
 
 /// Why a machine allows no more live workers than [`live_workers_ceiling`] says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CeilingBound {
-    /// `vm.max_map_count`: each live worker holds [`MAPPINGS_PER_LIVE_WORKER`] mappings.
+    /// `vm.max_map_count`: each pool slot holds [`MAPPINGS_PER_POOL_SLOT`] mappings, and
+    /// [`MAPPINGS_PER_INSTANCE`] more while in use.
     Mappings,
     /// [`GUEST_ADDRESS_SPACE_BYTES`]: each live worker reserves [`guest_reservation_bytes`].
     AddressSpace,
@@ -54,18 +140,23 @@ pub enum CeilingBound {
     Table,
 }
 
-/// How many workers this machine lets one process hold in memory, and what sets that number:
-/// Linux refuses a process more than `vm.max_map_count` mappings (65,530 by default, which
-/// allows 7,941), and an instance past that fails to allocate; raising the sysctl raises the
-/// ceiling (docs/performance.md). Past that, the address space the guests' memory reservations
-/// take (about 209,000 workers with the default 256 MiB cap).
+/// How many workers this machine lets one process hold in memory, and what sets that number.
+/// The instance pool has a slot for each live worker and `beyond` more (`instances_beyond_cap`),
+/// all made at start-up. Linux refuses a process more than `vm.max_map_count` mappings (65,530
+/// by default, which allows 9,564 workers with the default 512 outgoing requests): raising the
+/// sysctl raises the ceiling (docs/performance.md). Past that, the address space the slots'
+/// reservations take (about 200,000 workers with the default 256 MiB cap).
 pub fn live_workers_ceiling(
     max_map_count: usize,
     guest_memory_bytes: usize,
+    beyond: usize,
 ) -> (usize, CeilingBound) {
-    let by_maps = max_map_count.saturating_sub(MAPPINGS_RESERVED) / MAPPINGS_PER_LIVE_WORKER;
-    let by_space =
-        (GUEST_ADDRESS_SPACE_BYTES / guest_reservation_bytes(guest_memory_bytes)) as usize;
+    let by_maps = (max_map_count.saturating_sub(MAPPINGS_RESERVED)
+        / (MAPPINGS_PER_POOL_SLOT + MAPPINGS_PER_INSTANCE))
+        .saturating_sub(beyond);
+    let by_space = ((GUEST_ADDRESS_SPACE_BYTES / guest_reservation_bytes(guest_memory_bytes))
+        as usize)
+        .saturating_sub(beyond);
     [
         (by_maps, CeilingBound::Mappings),
         (by_space, CeilingBound::AddressSpace),
@@ -229,20 +320,37 @@ mod tests {
     #[test]
     fn the_live_worker_ceiling_names_the_bound_that_sets_it() {
         let mib = 1024 * 1024;
-        // Linux's default mapping limit, the default memory cap.
+        let beyond = instances_beyond_cap(HTTP_REQUESTS_MAX);
+        assert_eq!(beyond, 1_024);
+        // Linux's default mapping limit, the default memory cap: the pool's slots (6 mappings
+        // each when full), less those kept for instances beyond the cap.
         assert_eq!(
-            live_workers_ceiling(65_530, GUEST_MEMORY_BYTES_MAX),
-            (7_941, CeilingBound::Mappings)
+            live_workers_ceiling(65_530, GUEST_MEMORY_BYTES_MAX, beyond),
+            (9_564, CeilingBound::Mappings)
         );
-        // Mappings raised far: the reservations (256 MiB + two 32 MiB guards) bound it.
+        assert!(mappings_needed(pool_instances(9_564, HTTP_REQUESTS_MAX)) <= 65_530);
+        assert!(mappings_needed(pool_instances(9_565, HTTP_REQUESTS_MAX)) > 65_530);
+        // Mappings raised far: the slots' reservations (256 MiB, two 32 MiB guards, tables and
+        // a stack) bound it.
         assert_eq!(
-            live_workers_ceiling(10_000_000, GUEST_MEMORY_BYTES_MAX),
-            (209_715, CeilingBound::AddressSpace)
+            live_workers_ceiling(10_000_000, GUEST_MEMORY_BYTES_MAX, beyond),
+            (199_776, CeilingBound::AddressSpace)
         );
-        // Small guests: the slot table's bound.
+        // Small guests: the guards, tables and stack of each slot still bind before the slot
+        // table does.
         assert_eq!(
-            live_workers_ceiling(usize::MAX, mib),
-            (ACTIVE_WORKERS_CEILING, CeilingBound::Table)
+            live_workers_ceiling(usize::MAX, mib, beyond),
+            (846_234, CeilingBound::AddressSpace)
+        );
+    }
+
+    #[test]
+    fn a_pool_past_the_mappings_left_is_refused_with_the_numbers() {
+        assert!(pool_fits(1_000, 500, 65_530).is_ok());
+        let e = pool_fits(40_000, 500, 65_530).unwrap_err();
+        assert!(
+            e.contains("80000 memory mappings") && e.contains("65030 of vm.max_map_count 65530"),
+            "{e}"
         );
     }
 }

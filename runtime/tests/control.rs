@@ -2,6 +2,8 @@
 //! a worker whatever its component exports, and a call is resolved against the version the
 //! worker runs, while the outcome of a failed call keeps its code for idempotent retries.
 
+mod support;
+
 use revenant_runtime::{
     Control, InvokeError, Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits,
     WorkerStatus,
@@ -39,7 +41,7 @@ fn stress_runtime(limits: WorkerLimits, cache: &std::path::Path) -> Arc<Runtime>
 #[tokio::test]
 async fn interrupt_resume_and_delete_work_on_a_component_without_exports() {
     let cache = tempfile::tempdir().unwrap();
-    let rt = stress_runtime(WorkerLimits::default(), cache.path());
+    let rt = stress_runtime(support::limits(), cache.path());
     let worker = WorkerId::new("stress", "w-1");
     rt.invoke(worker.clone(), "ping", vec![], None)
         .await
@@ -90,7 +92,7 @@ async fn interrupt_resume_and_delete_work_on_a_component_without_exports() {
 #[tokio::test]
 async fn a_worker_in_memory_keeps_answering_across_an_upload_of_its_own_component() {
     let cache = tempfile::tempdir().unwrap();
-    let rt = stress_runtime(WorkerLimits::default(), cache.path());
+    let rt = stress_runtime(support::limits(), cache.path());
     let worker = WorkerId::new("stress", "w-2");
     for n in 1..=3 {
         let got = rt
@@ -119,7 +121,7 @@ async fn an_idempotent_retry_of_a_timed_out_call_answers_invocation_timeout() {
     let cache = tempfile::tempdir().unwrap();
     let limits = WorkerLimits {
         invocation_timeout: Duration::from_millis(200),
-        ..WorkerLimits::default()
+        ..support::limits()
     };
     let rt = stress_runtime(limits, cache.path());
     let worker = WorkerId::new("stress", "w-3");

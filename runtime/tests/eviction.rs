@@ -4,6 +4,8 @@
 // Tests read the clock and their environment (`clippy.toml`).
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId, WorkerLimits};
 use revenant_storage::OplogStore;
 use revenant_storage::memory::MemoryStore;
@@ -50,7 +52,7 @@ async fn the_cap_on_workers_in_memory_holds_and_evicted_workers_keep_their_state
     let rt = runtime(
         WorkerLimits {
             active_workers_max: 2,
-            ..Default::default()
+            ..support::limits()
         },
         cache.path(),
     );
@@ -75,7 +77,7 @@ async fn an_idle_worker_leaves_memory_and_comes_back_with_its_state() {
     let cache = tempfile::tempdir().unwrap();
     let limits = WorkerLimits {
         idle_timeout: Duration::from_millis(50),
-        ..Default::default()
+        ..support::limits()
     };
     let rt = runtime(limits, cache.path());
     assert_eq!(add(&rt, "idle", 1).await, Value::U64(1));

@@ -39,7 +39,7 @@ async fn add(rt: &Runtime, worker: &WorkerId, detail: &str) -> Value {
 async fn a_thousand_reads_write_nothing_and_see_every_earlier_call() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap());
-    let rt = runtime(store.clone(), WorkerLimits::default(), dir.path());
+    let rt = runtime(store.clone(), support::limits(), dir.path());
     let worker = WorkerId::new("user-activity", "reader");
     for i in 0..3 {
         add(&rt, &worker, &format!("d{i}")).await;
@@ -74,7 +74,7 @@ async fn a_thousand_reads_write_nothing_and_see_every_earlier_call() {
 
     // Nothing of the reads is replayed: a fresh runtime on the same store has the 4 activities.
     drop(rt);
-    let rt = runtime(store.clone(), WorkerLimits::default(), dir.path());
+    let rt = runtime(store.clone(), support::limits(), dir.path());
     assert_eq!(
         rt.read(worker.clone(), "count", vec![]).await.unwrap(),
         vec![Value::U64(4)]
@@ -87,7 +87,7 @@ async fn a_read_only_export_that_changes_the_state_is_caught_and_undone() {
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap());
     let checked = WorkerLimits {
         check_read_only: true,
-        ..Default::default()
+        ..support::limits()
     };
     let rt = runtime(store.clone(), checked, dir.path());
     let worker = WorkerId::new("user-activity", "liar");

@@ -70,7 +70,7 @@ fn runtime(store: Arc<dyn OplogStore>, cache: &Path) -> Arc<Runtime> {
         allow: vec![AllowRule::parse("127.0.0.1").unwrap()],
         ..OutgoingHttpConfig::default()
     };
-    support::runtime_with(store, Default::default(), cache, outgoing)
+    support::runtime_with(store, support::limits(), cache, outgoing)
 }
 
 async fn import(rt: &Runtime, worker: &WorkerId, url: &str) -> Result<Vec<Value>, InvokeError> {

@@ -1,5 +1,7 @@
 //! The runtime against the real example component: state rebuilt from the oplog alone.
 
+mod support;
+
 use revenant_runtime::{Runtime, RuntimeConfig, SystemEnvironment, Value, WorkerId};
 use revenant_storage::memory::MemoryStore;
 use revenant_storage::{OplogEntry, OplogStore};
@@ -23,7 +25,7 @@ fn runtime(store: Arc<dyn OplogStore>, cache: &std::path::Path) -> Arc<Runtime> 
         RuntimeConfig {
             components: vec![("user-activity".into(), example_component())],
             cache_dir: cache.to_path_buf(),
-            limits: Default::default(),
+            limits: support::limits(),
             outgoing_http: Default::default(),
         },
         store,

@@ -35,7 +35,7 @@ async fn recovery_from_a_snapshot_equals_a_full_replay() {
         let limits = WorkerLimits {
             snapshot_every: 4,
             truncate_at_snapshot: truncate,
-            ..Default::default()
+            ..support::limits()
         };
         let worker = WorkerId::new("user-activity", "snap");
         let before = fill(
@@ -81,7 +81,7 @@ async fn a_retry_of_a_call_whose_outcome_was_truncated_is_refused_not_run_again(
     let limits = WorkerLimits {
         snapshot_every: 4,
         truncate_at_snapshot: true,
-        ..Default::default()
+        ..support::limits()
     };
     let rt = runtime(store.clone(), limits, cache.path());
     let worker = WorkerId::new("user-activity", "truncated");
@@ -113,7 +113,7 @@ async fn a_large_state_is_snapshotted_less_often() {
     let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
     let limits = WorkerLimits {
         snapshot_every: 4,
-        ..Default::default()
+        ..support::limits()
     };
     let worker = WorkerId::new("user-activity", "large");
     let detail = "x".repeat(1000);

@@ -1,7 +1,7 @@
 //! Bringing a worker into memory: where its log stands (all an operator's command needs), and
 //! its instance rebuilt from the latest snapshot and the entries after it; taking snapshots.
 
-use super::guest::{Guest, arm_deadline, guest_store};
+use super::guest::{Guest, arm_deadline, guest_store, instantiation_failed};
 use super::lifecycle::Lifecycle;
 use super::replay::Replayed;
 use super::{Log, Worker, WorkerContext, journal_after, replay};
@@ -97,7 +97,7 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
         .pre
         .instantiate_async(&mut store)
         .await
-        .map_err(|e| InvokeError::Trap(format!("instantiation failed: {e:#}")))?;
+        .map_err(|e| instantiation_failed(e, ctx.limits.active_workers_max))?;
     let mut worker = new_worker(ctx);
     worker.guest = Some(Guest { store, instance });
     let Some(m) = metadata else {

@@ -40,6 +40,20 @@ impl CallFailure {
     }
 }
 
+/// What a failed instantiation tells the caller. A full instance pool is load, not a fault of
+/// the guest: refused as too many workers (`cap` is the bound the caller would have hit), which
+/// callers may retry; anything else is the guest's (a trap in its start function, a memory or
+/// table past the caps).
+pub(crate) fn instantiation_failed(e: wasmtime::Error, cap: usize) -> InvokeError {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        InvokeError::TooManyWorkers(cap)
+    } else {
+        InvokeError::Trap(format!("instantiation failed: {e:#}"))
+    }
+}
+
 /// A store whose guest's memory is capped and which, at every epoch tick, yields to other tasks;
 /// it is stopped when `interrupted()` says so or its budget of ticks is spent. The tick is real
 /// time: an interruption cannot land at the same point on replay, which is why an interrupted

@@ -15,7 +15,7 @@ mod lifecycle;
 mod live;
 mod replay;
 
-pub(crate) use guest::{arm_deadline, call, guest_store};
+pub(crate) use guest::{arm_deadline, call, guest_store, instantiation_failed};
 
 use crate::WorkerStatus;
 use crate::component::{ExportInfo, LoadedComponent};

@@ -9,6 +9,19 @@ use revenant_storage::OplogStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Workers a test runtime holds in memory. Each runtime's instance pool makes its slots' stacks
+/// at start-up (`limits::MAPPINGS_PER_POOL_SLOT` mappings each), and a test process runs several
+/// runtimes at once: at the default cap a few of them would pass the default vm.max_map_count.
+pub const TEST_ACTIVE_WORKERS_MAX: usize = 64;
+
+/// The default limits, with the test cap on workers in memory.
+pub fn limits() -> WorkerLimits {
+    WorkerLimits {
+        active_workers_max: TEST_ACTIVE_WORKERS_MAX,
+        ..WorkerLimits::default()
+    }
+}
+
 pub fn runtime(store: Arc<dyn OplogStore>, limits: WorkerLimits, cache: &Path) -> Arc<Runtime> {
     runtime_with(store, limits, cache, OutgoingHttpConfig::default())
 }
