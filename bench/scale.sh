@@ -13,8 +13,10 @@
 #   5. restart: SIGKILL under load, then exec to the first answer, with WORKERS on disk.
 # Each load run's per-user verification must pass (0 lost, 0 duplicated) or the script fails.
 #
-# LIVE workers need LIVE * 8 + 2,000 memory mappings (runtime/src/limits.rs): as root the
-# script raises vm.max_map_count for the run and sets it back after.
+# LIVE workers need (LIVE + 1,024) * 6 + 2,000 memory mappings (the instance pool's slots:
+# runtime/src/limits.rs); the script asks for LIVE * 8 + 2,000, which also covers builds from
+# before the pool (8 per worker). As root it raises vm.max_map_count for the run and sets it
+# back after.
 #
 #   bench/scale.sh                             # 1,000,000 known, 100,000 live: ~10 minutes
 #   WORKERS=200000 LIVE=50000 bench/scale.sh   # smaller
