@@ -436,7 +436,10 @@ async fn run<K: revenant_storage::kv::KvStore>(
             }
         }));
     }
-    if node.is_none() {
+    if node.is_some() {
+        // A node has joined: it recovers each shard's workers as it takes the shard.
+        runtime.set_recovery(revenant_runtime::Recovery::Done);
+    } else {
         // Invocations the last process died in resume now, not on their worker's next call
         // (a cluster node does this for each shard it takes).
         let recovering = runtime.clone();

@@ -16,6 +16,8 @@ pub(crate) struct Binding {
     pub params: Vec<(String, ValueType)>,
     pub results: Vec<ValueType>,
     pub uses_body: bool,
+    /// The route as declared (`POST /user/{user-id}/activities`): its label in `/metrics`.
+    pub label: String,
 }
 
 pub(crate) fn bind(
@@ -158,6 +160,7 @@ pub(crate) fn bind(
         params: params.clone(),
         results: export.signature.results.clone(),
         uses_body,
+        label: route.describe(),
     })
 }
 

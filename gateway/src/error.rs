@@ -57,10 +57,11 @@ pub enum ErrorCode {
     WorkerMoved,
     ShardUnavailable,
     ForwardFailed,
+    NotReady,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 47] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -107,6 +108,7 @@ impl ErrorCode {
         Self::WorkerMoved,
         Self::ShardUnavailable,
         Self::ForwardFailed,
+        Self::NotReady,
     ];
 
     pub fn name(self) -> &'static str {
@@ -157,6 +159,7 @@ impl ErrorCode {
             Self::WorkerMoved => "worker_moved",
             Self::ShardUnavailable => "shard_unavailable",
             Self::ForwardFailed => "forward_failed",
+            Self::NotReady => "not_ready",
         }
     }
 
@@ -201,7 +204,8 @@ impl ErrorCode {
             | Self::TooManyWorkers
             | Self::NotOwner
             | Self::WorkerMoved
-            | Self::ShardUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::ShardUnavailable
+            | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ForwardFailed => StatusCode::BAD_GATEWAY,
             Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }

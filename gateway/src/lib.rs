@@ -19,9 +19,11 @@ mod dispatch;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod faults;
+pub mod health;
 mod inputs;
 pub mod json;
 pub mod limits;
+mod metrics;
 pub mod openapi;
 mod response;
 mod route;
@@ -166,9 +168,27 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        // Metrics measure real time.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let (response, route) = self.answer(request, cluster).await;
+        metrics::answered(route, response.status(), began.elapsed());
+        response
+    }
+
+    /// The answer to one request, and the route label it is counted under.
+    async fn answer<B>(
+        &self,
+        request: Request<B>,
+        cluster: Option<&cluster::Forwarder>,
+    ) -> (Response<Full<Bytes>>, &str)
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let path = match route::canonical_path(request.uri().path()) {
             Ok(path) => path,
-            Err(e) => return e.into_response(),
+            Err(e) => return (e.into_response(), metrics::NO_ROUTE),
         };
         let found = match self.find(path) {
             Ok(found) => found,
@@ -178,11 +198,17 @@ impl Gateway {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                return response;
+                return (response, "GET /openapi.json");
+            }
+            Err(path) if path == health::HEALTHZ && request.method() == http::Method::GET => {
+                return (health::healthz(), "GET /healthz");
+            }
+            Err(path) if path == health::READYZ && request.method() == http::Method::GET => {
+                return (health::readyz(&self.runtime).await, "GET /readyz");
             }
             Err(path) => {
-                return ApiError::new(ErrorCode::RouteNotFound, format!("no route matches {path}"))
-                    .into_response();
+                let e = ApiError::new(ErrorCode::RouteNotFound, format!("no route matches {path}"));
+                return (e.into_response(), metrics::NO_ROUTE);
             }
         };
         // A browser's request carries its origin; CORS applies per route.
@@ -193,10 +219,13 @@ impl Gateway {
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return cors::preflight(found.bindings, origin, request.headers());
+            return (
+                cors::preflight(found.bindings, origin, request.headers()),
+                metrics::PREFLIGHT,
+            );
         }
         let Some(binding) = found.binding(request.method()) else {
-            return found.not_allowed(request.method());
+            return (found.not_allowed(request.method()), metrics::NOT_ALLOWED);
         };
         let mut response = self
             .serve(binding, &found, request, cluster)
@@ -205,7 +234,7 @@ impl Gateway {
         if let (Some(origin), Some(policy)) = (&origin, &binding.route.cors) {
             cors::decorate(policy, origin, &mut response);
         }
-        response
+        (response, &binding.label)
     }
 
     /// The path of a matched request: auth, inputs, the call, the answer.

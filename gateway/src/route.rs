@@ -37,9 +37,9 @@ impl Gateway {
     }
 }
 
-impl Found<'_> {
+impl<'g> Found<'g> {
     /// The binding for `method`, if the path has one.
-    pub fn binding(&self, method: &http::Method) -> Option<&Binding> {
+    pub fn binding(&self, method: &http::Method) -> Option<&'g Binding> {
         self.bindings
             .iter()
             .find(|(m, _)| m.as_str() == method.as_str())

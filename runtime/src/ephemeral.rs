@@ -8,6 +8,7 @@ use crate::component::{ExportInfo, LoadedComponent};
 use crate::durability::HostState;
 use crate::error::InvokeError;
 use crate::limits::{EPHEMERAL_CALLS_MAX, EVICTION_WAIT};
+use crate::metrics;
 use crate::worker::{arm_deadline, call, guest_store, instantiation_failed};
 use revenant_storage::Value;
 use std::sync::Arc;
@@ -27,12 +28,27 @@ impl Runtime {
         function: &str,
         args: Vec<Value>,
     ) -> Result<Vec<Value>, InvokeError> {
-        let (loaded, export) = self.resolve_call(component, function, &args)?;
-        let _slot = tokio::time::timeout(EVICTION_WAIT, self.ephemeral.acquire())
-            .await
-            .map_err(|_| InvokeError::TooManyWorkers(EPHEMERAL_CALLS_MAX))?
-            .expect("the semaphore is never closed");
-        self.run_ephemeral(&loaded, &export, &args).await
+        // Metrics measure real time.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let kind = metrics::Kind::Ephemeral;
+        let (loaded, export) = match self.resolve_call(component, function, &args) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                metrics::invoked("", "", kind, Err(e.code()), began.elapsed());
+                return Err(e);
+            }
+        };
+        let outcome = match tokio::time::timeout(EVICTION_WAIT, self.ephemeral.acquire()).await {
+            Err(_) => Err(InvokeError::TooManyWorkers(EPHEMERAL_CALLS_MAX)),
+            Ok(slot) => {
+                let _slot = slot.expect("the semaphore is never closed");
+                self.run_ephemeral(&loaded, &export, &args).await
+            }
+        };
+        let code = outcome.as_ref().map(|_| ()).map_err(InvokeError::code);
+        metrics::invoked(&loaded.info.name, &export.name, kind, code, began.elapsed());
+        outcome
     }
 
     async fn run_ephemeral(

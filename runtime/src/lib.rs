@@ -15,6 +15,7 @@ mod error;
 mod http;
 mod journal;
 pub mod limits;
+pub mod metrics;
 mod slots;
 mod types;
 mod values;
@@ -135,6 +136,34 @@ pub struct Runtime {
     ephemeral: tokio::sync::Semaphore,
     /// Set once, before serving, on a node of a cluster.
     placement: std::sync::OnceLock<Arc<dyn Placement>>,
+    /// Whether start-up recovery has finished, for readiness.
+    recovery: std::sync::Mutex<Recovery>,
+    /// The last count of workers known to the store, and when it was made (`workers_known`).
+    known: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// Where start-up recovery stands (`Runtime::readiness`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Interrupted invocations are still being looked for.
+    Pending,
+    Done,
+    Failed(String),
+}
+
+/// What `/readyz` reports: the store answers, and start-up recovery has finished.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    /// `Err` with why, when a read of the store failed or did not answer within
+    /// `READY_PROBE_TIMEOUT`.
+    pub store: Result<(), String>,
+    pub recovery: Recovery,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store.is_ok() && self.recovery == Recovery::Done
+    }
 }
 
 impl Drop for Runtime {
@@ -253,6 +282,8 @@ impl Runtime {
             ticker_stop,
             ephemeral: ephemeral::slots(),
             placement: std::sync::OnceLock::new(),
+            recovery: std::sync::Mutex::new(Recovery::Pending),
+            known: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -397,17 +428,69 @@ impl Runtime {
         idempotency_key: Option<String>,
         read_only: bool,
     ) -> Result<Vec<Value>, InvokeError> {
+        // Metrics measure real time.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let kind = if read_only {
+            metrics::Kind::Read
+        } else {
+            metrics::Kind::Durable
+        };
+        let (component, export) = match self.check_call(&worker, function, &args) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                metrics::invoked("", "", kind, Err(e.code()), began.elapsed());
+                return Err(e);
+            }
+        };
+        let (name, export_name) = (component.info.name.clone(), export.name.clone());
+        let outcome = self
+            .send_call(
+                worker,
+                function,
+                args,
+                idempotency_key,
+                read_only,
+                component,
+                export,
+            )
+            .await;
+        let code = outcome.as_ref().map(|_| ()).map_err(InvokeError::code);
+        metrics::invoked(&name, &export_name, kind, code, began.elapsed());
+        outcome
+    }
+
+    /// The worker's name checked, this node's right to serve it, and the call resolved against
+    /// the newest version of its component, to refuse a bad call fast; a worker that runs an
+    /// older version resolves it again against its own.
+    fn check_call(
+        &self,
+        worker: &WorkerId,
+        function: &str,
+        args: &[Value],
+    ) -> Result<(Arc<LoadedComponent>, ExportInfo), InvokeError> {
         check_worker_name(&worker.name)?;
         if let Some(placement) = self.placement.get()
-            && placement.fence(&worker).is_none()
+            && placement.fence(worker).is_none()
         {
             return Err(InvokeError::NotOwner(format!(
                 "this node does not serve worker {worker}"
             )));
         }
-        // Resolved against the newest version, to refuse a bad call fast; a worker that runs an
-        // older version resolves it again against its own.
-        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
+        self.resolve_call(&worker.component, function, args)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_call(
+        &self,
+        worker: WorkerId,
+        function: &str,
+        args: Vec<Value>,
+        idempotency_key: Option<String>,
+        read_only: bool,
+        component: Arc<LoadedComponent>,
+        export: ExportInfo,
+    ) -> Result<Vec<Value>, InvokeError> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Invoke(
             Call {
@@ -448,7 +531,11 @@ impl Runtime {
                 match mailbox.try_send(command) {
                     Err(mpsc::error::TrySendError::Full(_)) => return Ok(None),
                     Err(mpsc::error::TrySendError::Closed(returned)) => Err(returned),
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        let queued = mailbox.max_capacity() - mailbox.capacity();
+                        metrics::METRICS.mailbox_depth.observe(queued as f64);
+                        Ok(())
+                    }
                 }
             };
             match sent {
@@ -463,9 +550,81 @@ impl Runtime {
 
     /// Activates every worker that has an invocation in flight (the process died during it), so
     /// that the invocation resumes now rather than on the worker's next call. Returns how many
-    /// were found; they resume in the background.
+    /// were found; they resume in the background. Readiness waits for it.
     pub async fn recover_in_flight(&self) -> Result<usize, InvokeError> {
-        self.recover_in_flight_where(|_| true).await
+        let found = self.recover_in_flight_where(|_| true).await;
+        self.set_recovery(match &found {
+            Ok(_) => Recovery::Done,
+            Err(e) => Recovery::Failed(e.to_string()),
+        });
+        found
+    }
+
+    /// Records where start-up recovery stands (a cluster node recovers shard by shard as it
+    /// takes them, and is ready once it has joined).
+    pub fn set_recovery(&self, recovery: Recovery) {
+        *self.recovery.lock().expect("never poisoned") = recovery;
+    }
+
+    /// Whether this node can serve: the store answers a read within `READY_PROBE_TIMEOUT`,
+    /// and start-up recovery has finished.
+    pub async fn readiness(&self) -> Readiness {
+        let probe = WorkerId::new("", "readiness-probe");
+        let store =
+            match tokio::time::timeout(limits::READY_PROBE_TIMEOUT, self.oplog.metadata(&probe))
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {} ms",
+                    limits::READY_PROBE_TIMEOUT.as_millis()
+                )),
+            };
+        let recovery = self.recovery.lock().expect("never poisoned").clone();
+        Readiness { store, recovery }
+    }
+
+    /// Workers with a log in the store, over every loaded component: counted page by page, at
+    /// most once per `WORKERS_KNOWN_REFRESH` (a scan of a million workers takes a while).
+    pub async fn workers_known(&self) -> Result<u64, InvokeError> {
+        let mut known = self.known.lock().await;
+        if let Some((at, n)) = *known
+            && at.elapsed() < limits::WORKERS_KNOWN_REFRESH
+        {
+            return Ok(n);
+        }
+        // The cache's age is real time.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let mut total = 0u64;
+        for component in self.components() {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .oplog
+                    .list_workers(&component.name, after.as_deref(), limits::LIST_WORKERS_MAX)
+                    .await?;
+                total += page.len() as u64;
+                if page.len() < limits::LIST_WORKERS_MAX {
+                    break;
+                }
+                after = page.last().map(|(w, _)| w.name.clone());
+            }
+        }
+        *known = Some((began, total));
+        Ok(total)
+    }
+
+    /// Brings the gauges of `/metrics` up to date: workers in memory and known.
+    pub async fn refresh_metrics(&self) {
+        metrics::METRICS
+            .workers_in_memory
+            .set(self.active_workers() as i64);
+        match self.workers_known().await {
+            Ok(n) => metrics::METRICS.workers_known.set(n as i64),
+            Err(e) => tracing::warn!("cannot count the workers known: {e}"),
+        }
     }
 
     /// [`recover_in_flight`](Self::recover_in_flight) for the workers `which` selects: those

@@ -262,6 +262,13 @@ pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 /// Most workers one listing returns; callers page with `after`.
 pub const LIST_WORKERS_MAX: usize = 1_000;
 
+/// How long a count of the workers known to the store serves `/metrics` before it is made
+/// again: the count reads every worker's metadata.
+pub const WORKERS_KNOWN_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long `/readyz` waits for the store to answer a read before reporting it unreachable.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Length of an idempotency key: it is part of a storage key.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 

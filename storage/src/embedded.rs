@@ -351,6 +351,7 @@ impl Committer {
         let applied = began.elapsed();
         let written = written.and_then(|()| self.db.persist(PersistMode::SyncData));
         let synced = began.elapsed();
+        crate::metrics::committed(batch.len(), synced);
         if synced > SLOW_COMMIT {
             tracing::warn!(
                 items = batch.len(),
@@ -577,6 +578,7 @@ impl OplogStore for EmbeddedStore {
         // The entries' rows first: the checks compare them by position (`AppendCheck::entries`).
         let mut all = rows.rows;
         all.extend(rows.chunks);
+        let bytes = all.iter().map(|(k, v)| k.len() + v.len()).sum();
         self.submit(|done| Pending::Append {
             rows: all,
             check,
@@ -584,7 +586,9 @@ impl OplogStore for EmbeddedStore {
             _queued: queued,
         })
         .await
-        .map_err(StorageError::from)
+        .map_err(StorageError::from)?;
+        crate::metrics::appended(bytes);
+        Ok(())
     }
 
     async fn read(

@@ -138,6 +138,7 @@ impl<K: KvStore> OplogStore for KvOplog<K> {
                 }
             })
             .await?;
+        crate::metrics::appended(rows.bytes());
         Ok(())
     }
 

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod leases;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod oplog;
 pub mod pg_oplog;
 pub mod postgres;

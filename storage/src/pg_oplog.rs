@@ -103,6 +103,9 @@ async fn commit_batch(store: &PgStore, batch: Vec<Pending>) {
     let mut outcomes: Vec<Result<(), KvError>> = Vec::new();
     let mut last = KvError::Conflict;
     let mut done = false;
+    // Its time, tries included, is what the appends waited.
+    #[allow(clippy::disallowed_methods)]
+    let began = std::time::Instant::now();
     for _ in 0..KV_ATTEMPTS_MAX {
         match attempt(store, &now).await {
             Ok(o) => {
@@ -130,6 +133,7 @@ async fn commit_batch(store: &PgStore, batch: Vec<Pending>) {
         };
         outcomes = now.iter().map(|_| Err(failure.clone())).collect();
     }
+    crate::metrics::committed(now.len(), began.elapsed());
     for (pending, outcome) in now.into_iter().zip(outcomes) {
         let _ = pending.done.send(outcome);
     }
@@ -259,12 +263,14 @@ impl AppendsItsOwnWay for PgOplog {
             return self.kv.append(append).await;
         }
         let check = AppendCheck::of(&append, &rows.rows);
+        let bytes = rows.bytes();
         let (done, outcome) = oneshot::channel();
         self.queue
             .send(Pending { rows, check, done })
             .await
             .map_err(|_| StorageError::Closed)?;
         outcome.await.map_err(|_| StorageError::Closed)??;
+        crate::metrics::appended(bytes);
         Ok(())
     }
 }

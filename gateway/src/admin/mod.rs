@@ -16,6 +16,8 @@
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
 //! | `GET /cluster` | nodes (id, address, last heartbeat) and each shard's holder and epoch |
+//! | `GET /metrics` | every series of the process, in Prometheus's text format |
+//! | `GET /healthz`, `GET /readyz` | health (`health`); the only requests that need no token |
 
 mod access;
 
@@ -25,6 +27,7 @@ use crate::ApiError;
 use crate::deploy::Deployments;
 use crate::error::ErrorCode;
 use crate::error::json_response;
+use crate::health;
 use crate::limits::{COMPONENT_BYTES_MAX, DEFINITION_BYTES_MAX};
 use crate::server::Handler;
 use bytes::Bytes;
@@ -53,6 +56,7 @@ enum Route {
     Definitions,
     Definition,
     Cluster,
+    Metrics,
 }
 
 impl<K: KvStore> Admin<K> {
@@ -69,6 +73,7 @@ impl<K: KvStore> Admin<K> {
             ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
             ("/workers/{component}/{worker}/resume", Route::Resume),
             ("/cluster", Route::Cluster),
+            ("/metrics", Route::Metrics),
         ] {
             router
                 .insert(path, route)
@@ -87,8 +92,16 @@ impl<K: KvStore> Admin<K> {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        self.access.check(&request)?;
         let path = request.uri().path().to_string();
+        if request.method() == Method::GET && (path == health::HEALTHZ || path == health::READYZ) {
+            self.access.check_host(&request)?;
+            return Ok(if path == health::HEALTHZ {
+                health::healthz()
+            } else {
+                health::readyz(&self.runtime).await
+            });
+        }
+        self.access.check(&request)?;
         let matched = self.router.at(&path).map_err(|_| {
             ApiError::new(
                 ErrorCode::RouteNotFound,
@@ -181,6 +194,10 @@ impl<K: KvStore> Admin<K> {
             }
             (Route::Resume, &Method::POST, Some(worker)) => {
                 self.control(worker, Control::Resume).await
+            }
+            (Route::Metrics, &Method::GET, _) => {
+                self.runtime.refresh_metrics().await;
+                Ok(crate::metrics::render())
             }
             (Route::Cluster, &Method::GET, _) => {
                 let view = match self.deployments.live().cluster() {
@@ -286,9 +303,14 @@ fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {
 
 impl<K: KvStore> Handler for Admin<K> {
     async fn handle(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        match self.route(request).await {
+        // Metrics measure real time.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let response = match self.route(request).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
-        }
+        };
+        crate::metrics::answered(crate::metrics::ADMIN, response.status(), began.elapsed());
+        response
     }
 }

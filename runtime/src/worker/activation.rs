@@ -8,6 +8,7 @@ use super::{Log, Worker, WorkerContext, journal_after, replay};
 use crate::durability::HostState;
 use crate::error::InvokeError;
 use crate::limits::{REPLAY_PAGE_ENTRIES, REPLAY_TIMEOUT_FACTOR, SNAPSHOT_PART_BYTES};
+use crate::metrics::METRICS;
 use revenant_storage::{OplogEntry, SequencedEntry};
 use std::sync::atomic::Ordering;
 use wasmtime::Store;
@@ -76,6 +77,20 @@ fn new_store(ctx: &WorkerContext) -> Store<HostState> {
 /// invocation that ends recorded as failed leaves effects in memory the log does not hold: the
 /// instance is then built again, once (the log no longer has an open invocation).
 pub(super) async fn activate(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
+    // Metrics measure real time.
+    #[allow(clippy::disallowed_methods)]
+    let began = std::time::Instant::now();
+    let activated = activate_twice_at_most(ctx).await;
+    if activated.is_ok() {
+        METRICS.activations.inc();
+        METRICS
+            .activation_seconds
+            .observe(began.elapsed().as_secs_f64());
+    }
+    activated
+}
+
+async fn activate_twice_at_most(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
     match activate_once(ctx).await? {
         (worker, Replayed::Done) => Ok(worker),
         (_, Replayed::Rebuild) => match activate_once(ctx).await? {
@@ -110,7 +125,17 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
         1
     };
     worker.log.last_index = from - 1;
+    #[allow(clippy::disallowed_methods)]
+    let began = std::time::Instant::now();
     let replayed = replay::replay(ctx, &mut worker, from, m.last_index).await?;
+    let entries = (m.last_index + 1).saturating_sub(from);
+    if entries > 0 {
+        METRICS.replays.inc();
+        METRICS.replayed_entries.inc_by(entries);
+        METRICS
+            .replay_seconds
+            .observe(began.elapsed().as_secs_f64());
+    }
     Ok((worker, replayed))
 }
 
@@ -222,6 +247,7 @@ pub(super) async fn take_snapshot(
     journal.push_snapshot(journal_parts);
     journal.push(engine_entry());
     journal.flush(false, None).await?;
+    METRICS.snapshots.inc();
     worker.log.last_index = journal.last_index();
     worker.log.snapshot_index = journal.snapshot_index();
     worker.log.since_snapshot = 0;
