@@ -444,17 +444,15 @@ impl Runtime {
             }
         };
         let (name, export_name) = (component.info.name.clone(), export.name.clone());
-        let outcome = self
-            .send_call(
-                worker,
-                function,
-                args,
-                idempotency_key,
-                read_only,
-                component,
-                export,
-            )
-            .await;
+        let call = Call {
+            function: function.to_string(),
+            args,
+            idempotency_key,
+            latest: component.clone(),
+            export,
+            read_only,
+        };
+        let outcome = self.send_call(worker, &component, call).await;
         let code = outcome.as_ref().map(|_| ()).map_err(InvokeError::code);
         metrics::invoked(&name, &export_name, kind, code, began.elapsed());
         outcome
@@ -480,30 +478,16 @@ impl Runtime {
         self.resolve_call(&worker.component, function, args)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Hands `call` to the worker's mailbox and waits for its answer; a full mailbox refuses it.
     async fn send_call(
         &self,
         worker: WorkerId,
-        function: &str,
-        args: Vec<Value>,
-        idempotency_key: Option<String>,
-        read_only: bool,
-        component: Arc<LoadedComponent>,
-        export: ExportInfo,
+        component: &Arc<LoadedComponent>,
+        call: Call,
     ) -> Result<Vec<Value>, InvokeError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Invoke(
-            Call {
-                function: function.to_string(),
-                args,
-                idempotency_key,
-                latest: component.clone(),
-                export,
-                read_only,
-            },
-            reply,
-        );
-        match self.send(&worker, &component, command, false).await? {
+        let command = Command::Invoke(call, reply);
+        match self.send(&worker, component, command, false).await? {
             Some(()) => answer
                 .await
                 .map_err(|_| InvokeError::Internal("worker dropped the invocation".into()))?,
