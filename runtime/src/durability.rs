@@ -10,6 +10,7 @@
 //! same chokepoint from the task that performs the request.
 
 use crate::environment::Environment;
+use crate::guest_output::{self, GuestOutput};
 use crate::http::Outgoing;
 use crate::journal::Journal;
 use crate::limits::{GUEST_TABLE_ELEMENTS_MAX, HOST_CALLS_PER_INVOCATION_MAX, RANDOM_BYTES_MAX};
@@ -170,6 +171,11 @@ impl Chokepoint {
             expected: expected.into(),
             then_live,
         });
+    }
+
+    /// Whether an invocation is being replayed (its output is discarded: it was recorded).
+    pub fn replaying(&self) -> bool {
+        matches!(self.core().mode, Mode::Replay { .. })
     }
 
     pub fn take_divergence(&self) -> Option<String> {
@@ -370,6 +376,8 @@ pub(crate) struct HostState {
     /// Set when an operator's interrupt stopped the running invocation.
     pub interrupted: bool,
     pub durability: Durability,
+    /// What the guest writes to stdout and stderr.
+    pub output: GuestOutput,
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
 }
 
@@ -380,11 +388,17 @@ impl HostState {
         worker: Option<Arc<WorkerFlags>>,
         memory_bytes_max: usize,
     ) -> Self {
+        let durability = Durability::new(environment, http, worker);
+        let output = GuestOutput::new(durability.chokepoint.clone());
         // No environment variables, arguments, preopened directories or network: everything a
-        // guest can observe is either fixed or recorded.
-        let wasi = WasiCtxBuilder::new().inherit_stderr().build();
+        // guest can observe is either fixed or recorded. What it writes is captured.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.stream(guest_output::STDOUT))
+            .stderr(output.stream(guest_output::STDERR))
+            .build();
         Self {
             wasi,
+            output,
             table: ResourceTable::new(),
             limiter: GuestLimiter {
                 memory_bytes_max,
@@ -393,7 +407,7 @@ impl HostState {
             ticks_left: 0,
             deadline_exceeded: false,
             interrupted: false,
-            durability: Durability::new(environment, http, worker),
+            durability,
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
         }
     }

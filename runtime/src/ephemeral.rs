@@ -74,8 +74,11 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| instantiation_failed(e, EPHEMERAL_CALLS_MAX))?;
-        call(&mut store, &instance, export, args)
+        let _ = store.data().output.take();
+        let outcome = call(&mut store, &instance, export, args)
             .await
-            .map_err(|f| f.into_error(&self.limits, "(ephemeral)"))
+            .map_err(|f| f.into_error(&self.limits, "(ephemeral)"));
+        crate::guest_output::emit("(ephemeral)", &store.data().output.take(), false);
+        outcome
     }
 }

@@ -12,6 +12,7 @@ mod durability;
 mod environment;
 mod ephemeral;
 mod error;
+mod guest_output;
 mod http;
 mod journal;
 pub mod limits;
@@ -89,7 +90,7 @@ use component::LoadedComponent;
 use limits::{
     EPOCH_TICK, EVICTION_WAIT, IDEMPOTENCY_KEY_BYTES_MAX, MAILBOX_DEPTH, WORKER_NAME_BYTES_MAX,
 };
-use revenant_storage::OplogStore;
+use revenant_storage::{OplogEntry, OplogStore};
 use slots::{Reserve, Shared};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -140,6 +141,23 @@ pub struct Runtime {
     recovery: std::sync::Mutex<Recovery>,
     /// The last count of workers known to the store, and when it was made (`workers_known`).
     known: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// One line a guest wrote, at the index of the entry that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputLine {
+    pub index: u64,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub line: String,
+}
+
+/// A page of a worker's guest output; `next` is the index to ask from for more, if the log
+/// holds more to look through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputPage {
+    pub lines: Vec<OutputLine>,
+    pub next: Option<u64>,
 }
 
 /// Where start-up recovery stands (`Runtime::readiness`).
@@ -598,6 +616,77 @@ impl Runtime {
         }
         *known = Some((began, total));
         Ok(total)
+    }
+
+    /// Lines the worker's guest wrote to stdout and stderr, as its log holds them
+    /// (`OplogEntry::GuestOutput`), from entry `from` on: at most `limit` lines
+    /// (`OUTPUT_LINES_MAX`), looking through at most `OUTPUT_SCAN_ENTRIES_MAX` entries. `None`
+    /// if the worker does not exist.
+    pub async fn guest_output(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<OutputPage>, InvokeError> {
+        let Some(metadata) = self.oplog.metadata(worker).await? else {
+            return Ok(None);
+        };
+        let limit = limit.clamp(1, limits::OUTPUT_LINES_MAX);
+        let from = from.max(1);
+        let end = metadata
+            .last_index
+            .min(from.saturating_add(limits::OUTPUT_SCAN_ENTRIES_MAX - 1));
+        let mut lines = Vec::new();
+        let mut at = from;
+        'pages: while at <= end {
+            let want = (end - at + 1).min(limits::REPLAY_PAGE_ENTRIES as u64) as usize;
+            let page = self.oplog.read(worker, at, want).await?;
+            let Some(last) = page.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in page {
+                if e.seq > end {
+                    break 'pages;
+                }
+                if let OplogEntry::GuestOutput {
+                    stream,
+                    bytes,
+                    dropped,
+                } = e.entry
+                {
+                    if lines.len() >= limit {
+                        // This entry starts the next page.
+                        at = e.seq;
+                        return Ok(Some(OutputPage {
+                            lines,
+                            next: Some(at),
+                        }));
+                    }
+                    let stream = if stream == guest_output::STDERR {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    };
+                    for line in String::from_utf8_lossy(&bytes).lines() {
+                        lines.push(OutputLine {
+                            index: e.seq,
+                            stream,
+                            line: line.to_string(),
+                        });
+                    }
+                    if dropped > 0 {
+                        lines.push(OutputLine {
+                            index: e.seq,
+                            stream,
+                            line: format!("[{dropped} bytes past the bound were dropped]"),
+                        });
+                    }
+                }
+            }
+            at = last + 1;
+        }
+        let next = (end < metadata.last_index).then_some(end + 1);
+        Ok(Some(OutputPage { lines, next }))
     }
 
     /// Brings the gauges of `/metrics` up to date: workers in memory and known.

@@ -258,6 +258,19 @@ pub const HTTP_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// a request handler makes.
 pub const HOST_CALLS_PER_INVOCATION_MAX: usize = 10_000;
 
+/// Bytes of stdout and stderr one invocation may leave in its worker's log (and in the
+/// server's log); past it the bytes are counted and dropped, and the guest's writes still
+/// succeed. 64 KiB is hundreds of lines, and keeps a chatty guest from growing the log faster
+/// than its calls do.
+pub const GUEST_OUTPUT_BYTES_PER_INVOCATION_MAX: usize = 64 * 1024;
+
+/// Most lines of guest output one request returns; callers page with `from`.
+pub const OUTPUT_LINES_MAX: usize = 1_000;
+
+/// Most oplog entries one request for guest output reads looking for them: a long log without
+/// output is paged through in steps of this many, not read whole at once.
+pub const OUTPUT_SCAN_ENTRIES_MAX: u64 = 10_000;
+
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 

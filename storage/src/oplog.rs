@@ -84,6 +84,15 @@ pub enum OplogEntry {
     /// engine would compute differently refuses to replay the log instead of diverging
     /// silently. Logs older than it were made under wasmtime's defaults and carry none.
     Engine { settings: String },
+    /// What the invocation in progress wrote to one of its output streams (`stream`: 1 is
+    /// stdout, 2 is stderr), up to the bound on output per invocation; `dropped` bytes past it
+    /// were not kept. Written before the invocation's outcome, and never replayed: a replay's
+    /// output is discarded, so that a line appears once however often its call is re-run.
+    GuestOutput {
+        stream: u8,
+        bytes: Vec<u8>,
+        dropped: u64,
+    },
 }
 
 /// The SHA-256 and length of a result's postcard encoding, as `InvocationCompletedDigest`

@@ -124,6 +124,14 @@ fn v1_entries() -> Vec<(&'static str, OplogEntry)> {
                 settings: "nan-canonicalization relaxed-simd-deterministic no-threads".into(),
             },
         ),
+        (
+            "guest-output",
+            OplogEntry::GuestOutput {
+                stream: 1,
+                bytes: b"line one\nline two\n".to_vec(),
+                dropped: 7,
+            },
+        ),
     ]
 }
 

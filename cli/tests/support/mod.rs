@@ -127,6 +127,24 @@ impl Server {
         )
     }
 
+    /// With the admin API, its log (stderr) appended to `log` at `filter` (`REVENANT_LOG`).
+    pub fn start_logged(config: &Path, data: &Path, log: &Path, filter: &str) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the log file opens");
+        Self::spawn_with(
+            Path::new(env!("CARGO_BIN_EXE_revenant")),
+            config,
+            data,
+            true,
+            &[],
+            &[("REVENANT_LOG", filter)],
+            Stdio::from(file),
+        )
+    }
+
     fn spawn_binary(
         binary: &Path,
         config: &Path,
@@ -145,7 +163,23 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_with(binary, config, data, admin, args, env, Stdio::inherit())
+    }
+
+    fn spawn_with(
+        binary: &Path,
+        config: &Path,
+        data: &Path,
+        admin: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut command = Command::new(binary);
+        command.env(
+            "REVENANT_LOG",
+            std::env::var("REVENANT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         command.envs(env.iter().copied());
         if admin {
             command.args(["serve", "--admin-listen", "127.0.0.1:0"]);
@@ -158,12 +192,8 @@ impl Server {
             .arg(config)
             .arg("--data")
             .arg(data)
-            .env(
-                "REVENANT_LOG",
-                std::env::var("REVENANT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("revenant starts");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -1,5 +1,5 @@
 //! A test worker for Revenant's bounds: `spin` never returns, `grow` allocates without limit,
-//! `text` returns as much as asked.
+//! `text` returns as much as asked, `say` writes to stdout and stderr.
 
 use std::cell::RefCell;
 
@@ -38,6 +38,17 @@ impl Guest for Stress {
 
     fn quit(code: u32) {
         std::process::exit(code as i32);
+    }
+
+    fn say(lines: u32, width: u32) -> u64 {
+        let n = Self::ping();
+        for i in 1..=lines {
+            let line = format!("call {n} line {i} ");
+            let pad = (width as usize).saturating_sub(line.len());
+            println!("{line}{}", "x".repeat(pad));
+        }
+        eprintln!("call {n} done");
+        n
     }
 
     fn grow(megabytes: u32) -> u32 {

@@ -15,6 +15,7 @@
 //! | `POST /workers/{component}/{worker}/interrupt` | stops its running call; it refuses calls |
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
+//! | `GET /workers/{component}/{worker}/logs?from=&limit=` | what its guest wrote to stdout and stderr, line by line, as its log holds it |
 //! | `GET /cluster` | nodes (id, address, last heartbeat) and each shard's holder and epoch |
 //! | `GET /metrics` | every series of the process, in Prometheus's text format |
 //! | `GET /healthz`, `GET /readyz` | health (`health`); the only requests that need no token |
@@ -51,6 +52,7 @@ enum Route {
     Worker,
     Interrupt,
     Resume,
+    Logs,
     Components,
     Component,
     Definitions,
@@ -72,6 +74,7 @@ impl<K: KvStore> Admin<K> {
             ("/workers/{component}/{worker}", Route::Worker),
             ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
             ("/workers/{component}/{worker}/resume", Route::Resume),
+            ("/workers/{component}/{worker}/logs", Route::Logs),
             ("/cluster", Route::Cluster),
             ("/metrics", Route::Metrics),
         ] {
@@ -185,6 +188,38 @@ impl<K: KvStore> Admin<K> {
                         format!("worker {worker} does not exist"),
                     )),
                 }
+            }
+            (Route::Logs, &Method::GET, Some(worker)) => {
+                let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
+                let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+                    match query.iter().find(|(k, _)| k == name) {
+                        Some((_, v)) => v.parse::<u64>().map_err(|_| {
+                            ApiError::bad_argument(format!("{name}: expected a number, got `{v}`"))
+                        }),
+                        None => Ok(default),
+                    }
+                };
+                let from = number("from", 1)?;
+                let limit = number("limit", revenant_runtime::limits::OUTPUT_LINES_MAX as u64)?;
+                let Some(page) = self
+                    .runtime
+                    .guest_output(&worker, from, limit as usize)
+                    .await?
+                else {
+                    return Err(ApiError::new(
+                        ErrorCode::WorkerNotFound,
+                        format!("worker {worker} does not exist"),
+                    ));
+                };
+                let lines: Vec<_> = page
+                    .lines
+                    .into_iter()
+                    .map(|l| json!({"index": l.index, "stream": l.stream, "line": l.line}))
+                    .collect();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"lines": lines, "next": page.next}),
+                ))
             }
             (Route::Worker, &Method::DELETE, Some(worker)) => {
                 self.control(worker, Control::Delete).await

@@ -5,6 +5,7 @@ use super::guest::{CallFailure, arm_deadline};
 use super::{Call, Worker, WorkerContext, journal_after};
 use crate::component::ExportInfo;
 use crate::error::InvokeError;
+use crate::guest_output;
 use crate::journal::Journal;
 use revenant_storage::limits::VALUE_BYTES_MAX;
 use revenant_storage::{OplogEntry, SequencedEntry, Value};
@@ -32,6 +33,8 @@ pub(super) async fn invoke(
         .as_mut()
         .expect("a live call runs on an instance");
     let chokepoint = guest.store.data().durability.chokepoint.clone();
+    // Output from outside any call (a start function, a snapshot) is not this call's.
+    let _ = guest.store.data().output.take();
     chokepoint.begin_live(journal.clone());
     arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
     let outcome = guest.call(export, &call.args).await;
@@ -56,8 +59,14 @@ pub(super) async fn read(
     let chokepoint = guest.store.data().durability.chokepoint.clone();
     chokepoint.begin_read_only();
     arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
+    let _ = guest.store.data().output.take();
     let outcome = guest.call(export, &call.args).await;
     let _ = chokepoint.finish();
+    guest_output::emit(
+        &ctx.id.to_string(),
+        &guest.store.data().output.take(),
+        false,
+    );
     let result = match outcome {
         Ok(result) => result,
         Err(failure) => {
@@ -121,6 +130,19 @@ pub(super) async fn finish(
     outcome: Result<Vec<Value>, CallFailure>,
 ) -> (Result<Vec<Value>, InvokeError>, bool) {
     let key = idempotency_key.clone().unwrap_or_default();
+    // What the guest wrote goes in the log before the outcome, and out once it is durable.
+    let written = worker
+        .guest
+        .as_ref()
+        .map(|g| g.store.data().output.take())
+        .unwrap_or_default();
+    for w in &written {
+        journal.push(OplogEntry::GuestOutput {
+            stream: w.stream,
+            bytes: w.bytes.clone(),
+            dropped: w.dropped,
+        });
+    }
     let mut lifecycle = None;
     let (reply, keep) = match outcome {
         Ok(result) => match recorded_result(&key, &result) {
@@ -150,6 +172,7 @@ pub(super) async fn finish(
     };
     let flushed =
         journal.failure().is_none() && journal.flush(false, idempotency_key.clone()).await.is_ok();
+    guest_output::emit(&ctx.id.to_string(), &written, flushed);
     if flushed {
         worker.log.last_index = journal.last_index();
         if let Some(entry) = lifecycle {

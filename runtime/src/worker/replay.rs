@@ -151,7 +151,9 @@ pub(super) async fn replay(
                 OplogEntry::Snapshot { .. }
                 | OplogEntry::Interrupted
                 | OplogEntry::Resumed
-                | OplogEntry::Exited { .. } => {}
+                | OplogEntry::Exited { .. }
+                // Output was emitted when the invocation ran; replay discards it.
+                | OplogEntry::GuestOutput { .. } => {}
             }
             worker.log.last_index = seq;
         }
