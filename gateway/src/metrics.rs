@@ -6,7 +6,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, exponential_buckets};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use revenant_storage::metrics::{latency_buckets, registered};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -24,36 +25,28 @@ struct GatewayMetrics {
     request_seconds: HistogramVec,
 }
 
-static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
-    let registry = prometheus::default_registry();
-    let requests = IntCounterVec::new(
-        Opts::new(
-            "revenant_http_requests_total",
-            "HTTP requests answered, by route and status.",
-        ),
-        &["route", "status"],
-    )
-    .expect("a valid metric");
-    // 50 us to ~3.3 s, doubling.
-    let request_seconds = HistogramVec::new(
-        HistogramOpts::new(
-            "revenant_http_request_seconds",
-            "Time from a request's head to its response, by route.",
+static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| GatewayMetrics {
+    requests: registered(
+        IntCounterVec::new(
+            Opts::new(
+                "revenant_http_requests_total",
+                "HTTP requests answered, by route and status.",
+            ),
+            &["route", "status"],
         )
-        .buckets(exponential_buckets(0.000_05, 2.0, 17).expect("valid buckets")),
-        &["route"],
-    )
-    .expect("a valid metric");
-    registry
-        .register(Box::new(requests.clone()))
-        .expect("registered once");
-    registry
-        .register(Box::new(request_seconds.clone()))
-        .expect("registered once");
-    GatewayMetrics {
-        requests,
-        request_seconds,
-    }
+        .expect("a valid metric"),
+    ),
+    request_seconds: registered(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "revenant_http_request_seconds",
+                "Time from a request's head to its response, by route.",
+            )
+            .buckets(latency_buckets()),
+            &["route"],
+        )
+        .expect("a valid metric"),
+    ),
 });
 
 /// Counts one answered request.

@@ -6,6 +6,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     exponential_buckets,
 };
+use revenant_storage::metrics::{latency_buckets, registered};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -23,19 +24,7 @@ pub(crate) struct RuntimeMetrics {
     pub workers_known: IntGauge,
 }
 
-/// 50 us to ~3.3 s, doubling: a call to a live worker takes tens of microseconds plus the
-/// commit's sync; a replay of a long log, seconds.
-fn latency_buckets() -> Vec<f64> {
-    exponential_buckets(0.000_05, 2.0, 17).expect("valid buckets")
-}
-
 pub(crate) static METRICS: LazyLock<RuntimeMetrics> = LazyLock::new(|| {
-    fn registered<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
-        prometheus::default_registry()
-            .register(Box::new(c.clone()))
-            .expect("registered once");
-        c
-    }
     let counter =
         |name: &str, help: &str| registered(IntCounter::new(name, help).expect("a valid metric"));
     let histogram = |name: &str, help: &str, buckets: Vec<f64>| {

@@ -117,13 +117,14 @@ impl Server {
     /// `revenant serve` with the admin API, more arguments (`--store`, `--node-id`, ...) and
     /// environment variables: a node of a cluster.
     pub fn start_node(config: &Path, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn_full(
+        Self::spawn_with(
             Path::new(env!("CARGO_BIN_EXE_revenant")),
             config,
             data,
             true,
             args,
             env,
+            Stdio::inherit(),
         )
     }
 
@@ -152,18 +153,7 @@ impl Server {
         admin: bool,
         env: &[(&str, &str)],
     ) -> Self {
-        Self::spawn_full(binary, config, data, admin, &[], env)
-    }
-
-    fn spawn_full(
-        binary: &Path,
-        config: &Path,
-        data: &Path,
-        admin: bool,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        Self::spawn_with(binary, config, data, admin, args, env, Stdio::inherit())
+        Self::spawn_with(binary, config, data, admin, &[], env, Stdio::inherit())
     }
 
     fn spawn_with(
