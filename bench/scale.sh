@@ -13,7 +13,7 @@
 #   5. restart: SIGKILL under load, then exec to the first answer, with WORKERS on disk.
 # Each load run's per-user verification must pass (0 lost, 0 duplicated) or the script fails.
 #
-# LIVE workers need (LIVE + 1,024) * 6 + 2,000 memory mappings (the instance pool's slots:
+# LIVE workers need (LIVE + 1,026) * 6 + 2,000 memory mappings (the instance pool's slots:
 # runtime/src/limits.rs); the script asks for LIVE * 8 + 2,000, which also covers builds from
 # before the pool (8 per worker). As root it raises vm.max_map_count for the run and sets it
 # back after.

@@ -57,7 +57,7 @@ trap cleanup EXIT
 
 cap=$((USERS + 2000))
 # 8 mappings per live worker covers both this build's pool (6 per slot, for the cap and the
-# 1,024 slots beyond it: runtime/src/limits.rs) and builds from before it (8 per worker), for A/B.
+# 1,026 slots beyond it: runtime/src/limits.rs) and builds from before it (8 per worker), for A/B.
 need=$((cap * 8 + 2000))
 if [ "${CAP:-}" = default ]; then
   # The server's own default cap (and builds from before the cap followed the sysctl).

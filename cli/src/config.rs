@@ -440,7 +440,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
                         "needs vm.max_map_count of at least {needed} (it is {map_count}: this \
                          machine allows {ceiling}): the instance pool keeps a slot for each live \
                          worker and {beyond} more (ephemeral calls, workers waiting on outgoing \
-                         requests, workers leaving), each holding up to {per} memory mappings; \
+                         requests, workers leaving, time travel), each holding up to {per} memory mappings; \
                          raise it with `sysctl -w vm.max_map_count={needed}`, or ask for fewer",
                         per = MAPPINGS_PER_POOL_SLOT + MAPPINGS_PER_INSTANCE
                     )

@@ -1,10 +1,10 @@
 //! `revenant`: the command line. `revenant serve` runs a node on the embedded store;
 //! `revenant check` validates a project file without serving.
 
-mod admin_client;
 mod admin_token;
 mod cluster_node;
 mod config;
+mod ops;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,13 +59,24 @@ enum Command {
     ///
     /// Without --scenario, the flags describe a one-step scenario.
     Loadtest(LoadtestArgs),
+    /// Components: deploy, list, show.
+    ///
+    /// The admin commands (component, api, worker, oplog) find the admin API in --admin or
+    /// REVENANT_ADMIN, else the project file's `admin_listen`; the token in --token,
+    /// REVENANT_ADMIN_TOKEN, the project's `admin.token`, or the file <data>/admin.token that
+    /// `revenant serve` wrote. Exit codes: docs/cli.md.
+    Component(ops::ComponentArgs),
+    /// API definitions (routes): deploy, list, show, delete.
+    Api(ops::ApiArgs),
+    /// Workers: list, show, invoke, interrupt, resume, delete, logs, state (time travel),
+    /// fork. A worker is written <component>/<worker name>, e.g. user-activity/user-42.
+    Worker(ops::WorkerArgs),
+    /// A worker's oplog, decoded.
+    Oplog(ops::OplogArgs),
     /// Send one request to the admin API, with the admin token, and print its answer.
     ///
     /// Example: revenant admin GET /workers/user-activity --config revenant.yaml
-    ///
-    /// The token comes from --token, REVENANT_ADMIN_TOKEN, the project's `admin.token`, or the
-    /// file <data>/admin.token that `revenant serve` wrote.
-    Admin(admin_client::AdminArgs),
+    Admin(ops::RawArgs),
 }
 
 #[derive(clap::Args)]
@@ -179,7 +190,11 @@ fn main() -> ExitCode {
         Command::Check { project } => runtime.block_on(serve(project, Mode::Check)),
         Command::Openapi { project } => runtime.block_on(serve(project, Mode::OpenApi)),
         Command::Loadtest(args) => runtime.block_on(loadtest(args)),
-        Command::Admin(args) => runtime.block_on(admin_client::run(args)),
+        Command::Component(args) => runtime.block_on(ops::component(args)),
+        Command::Api(args) => runtime.block_on(ops::api(args)),
+        Command::Worker(args) => runtime.block_on(ops::worker(args)),
+        Command::Oplog(args) => runtime.block_on(ops::oplog(args)),
+        Command::Admin(args) => runtime.block_on(ops::raw(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -191,6 +206,22 @@ fn main() -> ExitCode {
             eprintln!("error: invalid scenario\n{text}");
             ExitCode::from(2)
         }
+        Err(Failure::Usage(text)) => {
+            eprintln!("error: {text}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Refused(r)) => {
+            eprintln!("error: {}: {}", r.code, r.message.replace('\n', " "));
+            ExitCode::from(if r.status.is_client_error() {
+                EXIT_REFUSED
+            } else {
+                EXIT_SERVER
+            })
+        }
+        Err(Failure::Unreachable(text)) => {
+            eprintln!("error: cannot reach the admin API: {text}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
         Err(Failure::Other(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -198,11 +229,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit codes (docs/cli.md). 1 is any other failure.
+/// A wrong command line or input file (clap's own code for usage errors is also 2).
+const EXIT_USAGE: u8 = 2;
+/// The admin API refused the request (a 4xx answer: not found, bad argument, conflict).
+const EXIT_REFUSED: u8 = 3;
+/// The admin API failed it (a 5xx answer: the worker trapped, the store is unavailable).
+const EXIT_SERVER: u8 = 4;
+/// The admin API did not answer (connection refused, timeout).
+const EXIT_UNREACHABLE: u8 = 5;
+
 enum Failure {
     /// The project file is wrong: the text names each problem's file, line and column.
     Invalid(String),
     /// The load-test scenario is wrong, likewise located.
     InvalidScenario(String),
+    /// A command line that cannot be carried out as written (a malformed worker name, an
+    /// unreadable file).
+    Usage(String),
+    /// The admin API answered with an error.
+    Refused(ops::client::Refused),
+    /// The admin API could not be reached.
+    Unreachable(String),
     Other(anyhow::Error),
 }
 

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     MailboxFull,
     WorkerNotFound,
+    WorkerExists,
     DefinitionNotFound,
     InvalidDefinition,
     InvalidComponent,
@@ -61,7 +62,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 47] = [
+    pub const ALL: [ErrorCode; 48] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -80,6 +81,7 @@ impl ErrorCode {
         Self::BodyTooLarge,
         Self::MailboxFull,
         Self::WorkerNotFound,
+        Self::WorkerExists,
         Self::DefinitionNotFound,
         Self::InvalidDefinition,
         Self::InvalidComponent,
@@ -131,6 +133,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::MailboxFull => "mailbox_full",
             Self::WorkerNotFound => "worker_not_found",
+            Self::WorkerExists => "worker_exists",
             Self::DefinitionNotFound => "definition_not_found",
             Self::InvalidDefinition => "invalid_definition",
             Self::InvalidComponent => "invalid_component",
@@ -187,6 +190,7 @@ impl ErrorCode {
             Self::TooManyComponents
             | Self::TooManyDefinitions
             | Self::IncompatibleComponent
+            | Self::WorkerExists
             | Self::WorkerInterrupted => StatusCode::CONFLICT,
             // `export_error` answers with the route's `error_status`; 500 is only its default.
             Self::BadResponseStatus
@@ -295,6 +299,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::Timeout(_) => ErrorCode::InvocationTimeout,
             InvokeError::Interrupted(_) => ErrorCode::WorkerInterrupted,
             InvokeError::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
+            InvokeError::WorkerExists(_) => ErrorCode::WorkerExists,
             InvokeError::Exited { .. } => ErrorCode::WorkerExited,
             InvokeError::Trap(_) => ErrorCode::WorkerTrap,
             InvokeError::MemoryLimit(_) => ErrorCode::GuestMemoryExceeded,
@@ -390,6 +395,7 @@ mod tests {
             InvokeError::OutcomeTruncated("o".into()),
             InvokeError::Interrupted("w".into()),
             InvokeError::WorkerNotFound("w".into()),
+            InvokeError::WorkerExists("w".into()),
             InvokeError::Exited {
                 worker: "w".into(),
                 code: 1,

@@ -42,6 +42,9 @@ pub enum InvokeError {
     Interrupted(String),
     #[error("worker {0} does not exist")]
     WorkerNotFound(String),
+    /// A fork's new name is taken.
+    #[error("worker {0} already exists")]
+    WorkerExists(String),
     #[error("worker {worker} exited with code {code}; it takes no more calls")]
     Exited { worker: String, code: i32 },
     #[error("replay diverged from the oplog: {0}")]
@@ -86,6 +89,7 @@ impl InvokeError {
             Self::OutcomeTruncated(_) => "outcome_truncated",
             Self::Interrupted(_) => "worker_interrupted",
             Self::WorkerNotFound(_) => "worker_not_found",
+            Self::WorkerExists(_) => "worker_exists",
             Self::Exited { .. } => "worker_exited",
             Self::Divergence(_) => "worker_diverged",
             Self::ReadOnlyViolation(_) => "read_only_violation",

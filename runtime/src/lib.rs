@@ -31,7 +31,7 @@ pub use http::{OutgoingHttpConfig, error_chain};
 pub use limits::WorkerLimits;
 pub use revenant_storage::{Value, WorkerId};
 pub use types::{FunctionSignature, ValueType};
-pub use worker::Control;
+pub use worker::{Control, Forked};
 
 /// The engine settings that decide what a guest computes, recorded in every worker's log
 /// (`OplogEntry::Engine`): a node whose engine runs other settings refuses to replay the log.
@@ -141,6 +141,8 @@ pub struct Runtime {
     recovery: std::sync::Mutex<Recovery>,
     /// The last count of workers known to the store, and when it was made (`workers_known`).
     known: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// Turns for time travel's scratch instances (`TIME_TRAVELS_CONCURRENT_MAX`).
+    time_travels: tokio::sync::Semaphore,
 }
 
 /// One line a guest wrote, at the index of the entry that holds it.
@@ -158,6 +160,9 @@ pub struct OutputLine {
 pub struct OutputPage {
     pub lines: Vec<OutputLine>,
     pub next: Option<u64>,
+    /// The last index looked through: a follower asks from the one after it once `next` is
+    /// `None`.
+    pub scanned_to: u64,
 }
 
 /// Where start-up recovery stands (`Runtime::readiness`).
@@ -302,6 +307,7 @@ impl Runtime {
             placement: std::sync::OnceLock::new(),
             recovery: std::sync::Mutex::new(Recovery::Pending),
             known: tokio::sync::Mutex::new(None),
+            time_travels: tokio::sync::Semaphore::new(limits::TIME_TRAVELS_CONCURRENT_MAX),
         }))
     }
 
@@ -660,6 +666,7 @@ impl Runtime {
                         return Ok(Some(OutputPage {
                             lines,
                             next: Some(at),
+                            scanned_to: at - 1,
                         }));
                     }
                     let stream = if stream == guest_output::STDERR {
@@ -686,7 +693,79 @@ impl Runtime {
             at = last + 1;
         }
         let next = (end < metadata.last_index).then_some(end + 1);
-        Ok(Some(OutputPage { lines, next }))
+        Ok(Some(OutputPage {
+            lines,
+            next,
+            scanned_to: end,
+        }))
+    }
+
+    /// Up to `limit` (at most `OPLOG_PAGE_ENTRIES_MAX`) entries of the worker's log from index
+    /// `from`, as stored; `None` if the worker does not exist.
+    pub async fn oplog(
+        &self,
+        worker: &WorkerId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<revenant_storage::SequencedEntry>>, InvokeError> {
+        if self.oplog.metadata(worker).await?.is_none() {
+            return Ok(None);
+        }
+        let limit = limit.min(limits::OPLOG_PAGE_ENTRIES_MAX);
+        Ok(Some(self.oplog.read(worker, from.max(1), limit).await?))
+    }
+
+    /// Time travel: calls `function` on the worker's state as it was after entry `at` of its
+    /// log, rebuilt in a scratch instance that is then dropped (`worker/travel.rs`). Nothing is
+    /// recorded, and the live worker is not touched; outgoing HTTP is refused during the call.
+    pub async fn state_at(
+        &self,
+        worker: &WorkerId,
+        at: u64,
+        function: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, InvokeError> {
+        let (component, export) = self.resolve_call(&worker.component, function, &args)?;
+        let _turn = self
+            .time_travels
+            .acquire()
+            .await
+            .map_err(|_| InvokeError::Internal("time travel is closed".into()))?;
+        let ctx = self.context(worker, &component, Arc::default());
+        worker::state_at(&ctx, at, &export, &args).await
+    }
+
+    /// Fork: makes `new_name` (a worker of the same component, which must not exist) a copy of
+    /// `worker`'s log up to entry `at` (default: its last entry outside an invocation in
+    /// flight). The new worker then lives on its own; the original is not touched.
+    pub async fn fork(
+        &self,
+        worker: &WorkerId,
+        new_name: &str,
+        at: Option<u64>,
+    ) -> Result<Forked, InvokeError> {
+        let target = WorkerId::new(worker.component.clone(), new_name);
+        check_worker_name(new_name)?;
+        if let Some(placement) = self.placement.get()
+            && placement.fence(&target).is_none()
+        {
+            return Err(InvokeError::NotOwner(format!(
+                "this node does not serve worker {target}"
+            )));
+        }
+        let component = self
+            .loaded(&worker.component)
+            .ok_or_else(|| InvokeError::UnknownComponent(worker.component.clone()))?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Fork {
+            source: worker.clone(),
+            at,
+            reply,
+        };
+        self.send(&target, &component, command, true).await?;
+        answer
+            .await
+            .map_err(|_| InvokeError::Internal("worker dropped the fork".into()))?
     }
 
     /// Brings the gauges of `/metrics` up to date: workers in memory and known.
@@ -840,6 +919,26 @@ impl Runtime {
         self.shared.live()
     }
 
+    fn context(
+        &self,
+        worker: &WorkerId,
+        component: &Arc<LoadedComponent>,
+        flags: Arc<slots::WorkerFlags>,
+    ) -> WorkerContext {
+        WorkerContext {
+            id: worker.clone(),
+            engine: self.engine.clone(),
+            component: component.clone(),
+            oplog: self.oplog.clone(),
+            environment: self.environment.clone(),
+            http: self.http.clone(),
+            limits: self.limits.clone(),
+            flags,
+            placement: self.placement.get().cloned(),
+            fence: self.placement.get().and_then(|p| p.fence(worker)),
+        }
+    }
+
     async fn mailbox(
         &self,
         worker: &WorkerId,
@@ -863,18 +962,7 @@ impl Runtime {
                     evict,
                     flags,
                 } => {
-                    let ctx = WorkerContext {
-                        id: worker.clone(),
-                        engine: self.engine.clone(),
-                        component: component.clone(),
-                        oplog: self.oplog.clone(),
-                        environment: self.environment.clone(),
-                        http: self.http.clone(),
-                        limits: self.limits.clone(),
-                        flags,
-                        placement: self.placement.get().cloned(),
-                        fence: self.placement.get().and_then(|p| p.fence(worker)),
-                    };
+                    let ctx = self.context(worker, component, flags);
                     tokio::spawn(worker::run(
                         ctx,
                         receiver,

@@ -57,10 +57,13 @@ pub const GUEST_MEMORY_KEEP_RESIDENT_BYTES: usize = 0;
 pub const GUEST_DECOMMIT_BATCH: usize = 16;
 
 /// Instances that may exist beyond `active_workers_max`: ephemeral calls, workers waiting on an
-/// outgoing request (not counted against the cap; `outgoing_requests_max` bounds them), and
-/// workers leaving memory.
+/// outgoing request (not counted against the cap; `outgoing_requests_max` bounds them),
+/// workers leaving memory, and time travel's scratch instances.
 pub fn instances_beyond_cap(outgoing_requests_max: usize) -> usize {
-    EPHEMERAL_CALLS_MAX + outgoing_requests_max + LEAVING_INSTANCES_MAX
+    EPHEMERAL_CALLS_MAX
+        + outgoing_requests_max
+        + LEAVING_INSTANCES_MAX
+        + TIME_TRAVELS_CONCURRENT_MAX
 }
 
 /// Slots in the instance pool: every instance the runtime may hold at once. One past it is
@@ -145,7 +148,7 @@ pub enum CeilingBound {
 /// How many workers this machine lets one process hold in memory, and what sets that number.
 /// The instance pool has a slot for each live worker and `beyond` more (`instances_beyond_cap`),
 /// all made at start-up. Linux refuses a process more than `vm.max_map_count` mappings (65,530
-/// by default, which allows 9,564 workers with the default 512 outgoing requests): raising the
+/// by default, which allows 9,562 workers with the default 512 outgoing requests): raising the
 /// sysctl raises the ceiling (docs/performance.md). Past that, the address space the slots'
 /// reservations take (about 200,000 workers with the default 256 MiB cap).
 pub fn live_workers_ceiling(
@@ -274,6 +277,19 @@ pub const OUTPUT_SCAN_ENTRIES_MAX: u64 = 10_000;
 /// Entries read per page while replaying an oplog.
 pub const REPLAY_PAGE_ENTRIES: usize = 1_000;
 
+/// Most oplog entries one request for a worker's log (`oplog show`) returns; callers page
+/// with `from`. Each entry is decoded to JSON, and one may hold up to a value's bound.
+pub const OPLOG_PAGE_ENTRIES_MAX: usize = 1_000;
+
+/// Entries a fork writes per append, at most (an invocation is never split across appends,
+/// so one with many host calls makes a larger one): a fork of a long log is many appends,
+/// not one transaction of the whole log, which a store may refuse for its size.
+pub const FORK_BATCH_ENTRIES: usize = 1_000;
+
+/// Time-travel requests (`Runtime::state_at`) running at once: each replays a log into a
+/// scratch instance, CPU-bound work on a machine whose cores serve the live workers; more wait.
+pub const TIME_TRAVELS_CONCURRENT_MAX: usize = 2;
+
 /// Most workers one listing returns; callers page with `after`.
 pub const LIST_WORKERS_MAX: usize = 1_000;
 
@@ -343,26 +359,26 @@ mod tests {
     fn the_live_worker_ceiling_names_the_bound_that_sets_it() {
         let mib = 1024 * 1024;
         let beyond = instances_beyond_cap(HTTP_REQUESTS_MAX);
-        assert_eq!(beyond, 1_024);
+        assert_eq!(beyond, 1_026);
         // Linux's default mapping limit, the default memory cap: the pool's slots (6 mappings
         // each when full), less those kept for instances beyond the cap.
         assert_eq!(
             live_workers_ceiling(65_530, GUEST_MEMORY_BYTES_MAX, beyond),
-            (9_564, CeilingBound::Mappings)
+            (9_562, CeilingBound::Mappings)
         );
-        assert!(mappings_needed(pool_instances(9_564, HTTP_REQUESTS_MAX)) <= 65_530);
-        assert!(mappings_needed(pool_instances(9_565, HTTP_REQUESTS_MAX)) > 65_530);
+        assert!(mappings_needed(pool_instances(9_562, HTTP_REQUESTS_MAX)) <= 65_530);
+        assert!(mappings_needed(pool_instances(9_563, HTTP_REQUESTS_MAX)) > 65_530);
         // Mappings raised far: the slots' reservations (256 MiB, two 32 MiB guards, tables and
         // a stack) bound it.
         assert_eq!(
             live_workers_ceiling(10_000_000, GUEST_MEMORY_BYTES_MAX, beyond),
-            (199_776, CeilingBound::AddressSpace)
+            (199_774, CeilingBound::AddressSpace)
         );
         // Small guests: the guards, tables and stack of each slot still bind before the slot
         // table does.
         assert_eq!(
             live_workers_ceiling(usize::MAX, mib, beyond),
-            (846_234, CeilingBound::AddressSpace)
+            (846_232, CeilingBound::AddressSpace)
         );
     }
 

@@ -5,6 +5,7 @@
 //! | method and path | does |
 //! |---|---|
 //! | `GET /components` | loaded components: name, hash, exports |
+//! | `GET /components/{name}` | one component: its hash and exports with their WIT signatures |
 //! | `PUT /components/{name}` | body: a `.wasm` component; stored as its next version and served |
 //! | `GET /api-definitions` | deployed definitions: name, version, routes |
 //! | `PUT /api-definitions/{name}` | body: YAML (`auth:`, `routes:`); checked whole, stored, served |
@@ -16,11 +17,16 @@
 //! | `POST /workers/{component}/{worker}/resume` | lets an interrupted worker take calls again |
 //! | `DELETE /workers/{component}/{worker}` | removes its oplog and metadata |
 //! | `GET /workers/{component}/{worker}/logs?from=&limit=` | what its guest wrote to stdout and stderr, line by line, as its log holds it |
+//! | `POST /workers/{component}/{worker}/invoke/{function}` | calls an export, durably (as a route would); body: its arguments as a JSON array or object; `Idempotency-Key` honoured |
+//! | `GET /workers/{component}/{worker}/oplog?from=&limit=` | its log's entries, decoded (`inspect`) |
+//! | `GET /workers/{component}/{worker}/state?at=&function=&args=` | time travel: calls an export on the state after entry `at`, in a scratch instance; `args` is a JSON array |
+//! | `POST /workers/{component}/{worker}/fork` | body `{"name": ..., "at": ...}`: a new worker whose log is this one's up to `at` |
 //! | `GET /cluster` | nodes (id, address, last heartbeat) and each shard's holder and epoch |
 //! | `GET /metrics` | every series of the process, in Prometheus's text format |
 //! | `GET /healthz`, `GET /readyz` | health (`health`); the only requests that need no token |
 
 mod access;
+pub mod inspect;
 
 pub use access::{Access, TOKEN_CHARS_MIN};
 
@@ -29,7 +35,7 @@ use crate::deploy::Deployments;
 use crate::error::ErrorCode;
 use crate::error::json_response;
 use crate::health;
-use crate::limits::{COMPONENT_BYTES_MAX, DEFINITION_BYTES_MAX};
+use crate::limits::{BODY_BYTES_MAX, COMPONENT_BYTES_MAX, DEFINITION_BYTES_MAX};
 use crate::server::Handler;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -53,6 +59,10 @@ enum Route {
     Interrupt,
     Resume,
     Logs,
+    Invoke,
+    Oplog,
+    State,
+    Fork,
     Components,
     Component,
     Definitions,
@@ -75,6 +85,13 @@ impl<K: KvStore> Admin<K> {
             ("/workers/{component}/{worker}/interrupt", Route::Interrupt),
             ("/workers/{component}/{worker}/resume", Route::Resume),
             ("/workers/{component}/{worker}/logs", Route::Logs),
+            (
+                "/workers/{component}/{worker}/invoke/{function}",
+                Route::Invoke,
+            ),
+            ("/workers/{component}/{worker}/oplog", Route::Oplog),
+            ("/workers/{component}/{worker}/state", Route::State),
+            ("/workers/{component}/{worker}/fork", Route::Fork),
             ("/cluster", Route::Cluster),
             ("/metrics", Route::Metrics),
         ] {
@@ -133,6 +150,7 @@ impl<K: KvStore> Admin<K> {
         let component = param("component")?.unwrap_or_default();
         let worker = param("worker")?.map(|w| WorkerId::new(component.clone(), w));
         let name = param("name")?.unwrap_or_default();
+        let function = param("function")?.unwrap_or_default();
         let method = request.method().clone();
         let not_allowed = || {
             ApiError::new(
@@ -218,7 +236,113 @@ impl<K: KvStore> Admin<K> {
                     .collect();
                 Ok(json_response(
                     StatusCode::OK,
-                    &json!({"lines": lines, "next": page.next}),
+                    &json!({"lines": lines, "next": page.next, "scanned_to": page.scanned_to}),
+                ))
+            }
+            (Route::Invoke, &Method::POST, Some(worker)) => {
+                let key = match request.headers().get("idempotency-key") {
+                    Some(v) => Some(
+                        v.to_str()
+                            .map_err(|_| {
+                                ApiError::new(
+                                    ErrorCode::BadHeader,
+                                    "Idempotency-Key is not visible ASCII",
+                                )
+                            })?
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                let export = self.export(&worker.component, &function)?;
+                let body = crate::read_body(request.into_body(), BODY_BYTES_MAX).await?;
+                let given = json_body(&body)?;
+                let args = inspect::args(&export, given.as_ref())?;
+                let result = self.runtime.invoke(worker, &export.name, args, key).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"function": export.name, "result": inspect::results(&result, crate::json::from_value)}),
+                ))
+            }
+            (Route::Oplog, &Method::GET, Some(worker)) => {
+                let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
+                let from = number(&query, "from")?.unwrap_or(1);
+                let limit = number(&query, "limit")?.unwrap_or(100) as usize;
+                let Some(entries) = self.runtime.oplog(&worker, from, limit).await? else {
+                    return Err(not_found(&worker));
+                };
+                let last_index = self.runtime.log(&worker).await?.map_or(0, |l| l.last_index);
+                let mut shown = Vec::with_capacity(entries.len());
+                let mut bytes = 0;
+                let mut next = entries.last().map(|e| e.seq + 1);
+                for e in &entries {
+                    let one = inspect::entry(e);
+                    bytes += one.to_string().len();
+                    if bytes > inspect::OPLOG_PAGE_BYTES_MAX && !shown.is_empty() {
+                        next = Some(e.seq);
+                        break;
+                    }
+                    shown.push(one);
+                }
+                let next = next.filter(|n| *n <= last_index);
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"entries": shown, "next": next, "last_index": last_index}),
+                ))
+            }
+            (Route::State, &Method::GET, Some(worker)) => {
+                let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
+                let at = number(&query, "at")?.ok_or_else(|| {
+                    ApiError::bad_argument("at: the index to travel to is missing")
+                })?;
+                let function = query
+                    .iter()
+                    .find(|(k, _)| k == "function")
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| {
+                        ApiError::bad_argument("function: the export to call is missing")
+                    })?;
+                let export = self.export(&worker.component, &function)?;
+                let given = match query.iter().find(|(k, _)| k == "args") {
+                    Some((_, text)) => Some(
+                        serde_json::from_str(text)
+                            .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("args: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let args = inspect::args(&export, given.as_ref())?;
+                let result = self
+                    .runtime
+                    .state_at(&worker, at, &export.name, args)
+                    .await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"at": at, "function": export.name, "result": inspect::results(&result, crate::json::from_value)}),
+                ))
+            }
+            (Route::Fork, &Method::POST, Some(worker)) => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct ForkRequest {
+                    name: String,
+                    at: Option<u64>,
+                }
+                let body = crate::read_body(request.into_body(), BODY_BYTES_MAX).await?;
+                let asked: ForkRequest = serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::BadJson,
+                        format!("body: {e} (expected {{\"name\": \"new-worker\", \"at\": 12}})"),
+                    )
+                })?;
+                let forked = self.runtime.fork(&worker, &asked.name, asked.at).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "component": worker.component,
+                        "name": asked.name,
+                        "from": worker.name,
+                        "at": forked.at,
+                        "last_index": forked.last_index,
+                    }),
                 ))
             }
             (Route::Worker, &Method::DELETE, Some(worker)) => {
@@ -252,6 +376,13 @@ impl<K: KvStore> Admin<K> {
                     .collect();
                 Ok(json_response(StatusCode::OK, &json!(all)))
             }
+            (Route::Component, &Method::GET, _) => match self.runtime.component(&name) {
+                Some(info) => Ok(json_response(StatusCode::OK, &inspect::component(&info))),
+                None => Err(ApiError::new(
+                    ErrorCode::RouteNotFound,
+                    format!("no component named `{name}` is loaded"),
+                )),
+            },
             (Route::Component, &Method::PUT, _) => {
                 let bytes = crate::read_body(request.into_body(), COMPONENT_BYTES_MAX).await?;
                 let (version, info) = self.deployments.upload_component(&name, bytes).await?;
@@ -302,6 +433,22 @@ impl<K: KvStore> Admin<K> {
         }
     }
 
+    /// The export `function` names in the newest version of `component`; a name that is not
+    /// there is the operator's mistake (`bad_argument`), where a route naming a missing export
+    /// is the server's (`unknown_function`, 500).
+    fn export(
+        &self,
+        component: &str,
+        function: &str,
+    ) -> Result<revenant_runtime::ExportInfo, ApiError> {
+        let info = self.runtime.component(component).ok_or_else(|| {
+            ApiError::bad_argument(format!("no component named `{component}` is loaded"))
+        })?;
+        info.resolve(function)
+            .cloned()
+            .map_err(ApiError::bad_argument)
+    }
+
     async fn control(
         &self,
         worker: WorkerId,
@@ -318,6 +465,36 @@ impl<K: KvStore> Admin<K> {
             &json!({"component": worker.component, "name": worker.name, "status": status}),
         ))
     }
+}
+
+fn not_found(worker: &WorkerId) -> ApiError {
+    ApiError::new(
+        ErrorCode::WorkerNotFound,
+        format!("worker {worker} does not exist"),
+    )
+}
+
+/// A query parameter that must be a number, if present.
+fn number(query: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_argument(format!("{name}: expected a number, got `{v}`"))
+            })
+        })
+        .transpose()
+}
+
+/// A JSON body, `None` when empty.
+fn json_body(body: &[u8]) -> Result<Option<serde_json::Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("body: {e}")))
 }
 
 fn parse_status(s: &str) -> Result<WorkerStatus, ApiError> {

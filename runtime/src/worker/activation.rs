@@ -3,7 +3,7 @@
 
 use super::guest::{Guest, arm_deadline, guest_store, instantiation_failed};
 use super::lifecycle::Lifecycle;
-use super::replay::Replayed;
+use super::replay::{OpenAtEnd, Replayed};
 use super::{Log, Worker, WorkerContext, journal_after, replay};
 use crate::durability::HostState;
 use crate::error::InvokeError;
@@ -40,7 +40,7 @@ pub(super) fn engine_entry() -> OplogEntry {
     }
 }
 
-fn new_worker(ctx: &WorkerContext) -> Worker {
+pub(super) fn new_worker(ctx: &WorkerContext) -> Worker {
     Worker {
         log: Log {
             last_index: 0,
@@ -59,7 +59,7 @@ fn new_worker(ctx: &WorkerContext) -> Worker {
     }
 }
 
-fn new_store(ctx: &WorkerContext) -> Store<HostState> {
+pub(super) fn new_store(ctx: &WorkerContext) -> Store<HostState> {
     let flags = ctx.flags.clone();
     guest_store(
         &ctx.engine,
@@ -127,7 +127,7 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
     worker.log.last_index = from - 1;
     #[allow(clippy::disallowed_methods)]
     let began = std::time::Instant::now();
-    let replayed = replay::replay(ctx, &mut worker, from, m.last_index).await?;
+    let replayed = replay::replay(ctx, &mut worker, from, m.last_index, OpenAtEnd::Resume).await?;
     let entries = (m.last_index + 1).saturating_sub(from);
     if entries > 0 {
         METRICS.replays.inc();
@@ -140,7 +140,7 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
 }
 
 /// Loads the snapshot whose first part is at `index`; returns the entry after its last part.
-async fn load_snapshot(
+pub(super) async fn load_snapshot(
     ctx: &WorkerContext,
     worker: &mut Worker,
     index: u64,

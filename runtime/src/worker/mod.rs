@@ -8,12 +8,17 @@
 //! - `replay.rs`: re-running recorded invocations, and resuming one the process died in.
 //! - `live.rs`: one call run live and made durable; idempotent outcomes.
 //! - `guest.rs`: the store, its deadline and memory cap, a call and its failures.
+//! - `travel.rs`: the state at an index of the log (a scratch instance), and fork.
 
 mod activation;
 mod guest;
 mod lifecycle;
 mod live;
 mod replay;
+mod travel;
+
+pub use travel::Forked;
+pub(crate) use travel::state_at;
 
 pub(crate) use guest::{arm_deadline, call, guest_store, instantiation_failed};
 
@@ -42,6 +47,12 @@ pub(crate) enum Command {
     Control(Control, oneshot::Sender<Result<(), InvokeError>>),
     /// Activate now, resuming an invocation the last process died in; nobody waits for it.
     Activate,
+    /// Become a copy of another worker's log up to an index (this worker must not exist).
+    Fork {
+        source: WorkerId,
+        at: Option<u64>,
+        reply: oneshot::Sender<Result<Forked, InvokeError>>,
+    },
 }
 
 /// A call as the runtime hands it over: by function name, resolved by the worker.
@@ -160,6 +171,9 @@ async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command:
             Command::Control(_, reply) => {
                 let _ = reply.send(Err(e));
             }
+            Command::Fork { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
             Command::Activate => {}
         }
         return;
@@ -176,6 +190,14 @@ async fn dispatch(ctx: &mut WorkerContext, worker: &mut Option<Worker>, command:
         }
         Command::Activate => {
             let _ = activated(ctx, worker).await;
+        }
+        Command::Fork { source, at, reply } => {
+            let forked = travel::fork(ctx, &source, at).await;
+            // Whatever it wrote, the log is the truth: the next command loads it, and the
+            // status is read from it meanwhile.
+            *worker = None;
+            publish(ctx, None);
+            let _ = reply.send(forked);
         }
     }
 }

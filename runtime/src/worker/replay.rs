@@ -71,18 +71,32 @@ enum Ending {
     Resumed,
 }
 
+/// What replay does with an invocation still open at the last entry it replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OpenAtEnd {
+    /// The process died in it: it goes on live (activation).
+    Resume,
+    /// It is not part of the state asked for (time travel to an index inside it): dropped.
+    Drop,
+}
+
+/// Replays entries `from..=last_index` (no entry after `last_index` is looked at).
 pub(super) async fn replay(
     ctx: &WorkerContext,
     worker: &mut Worker,
     mut from: u64,
     last_index: u64,
+    open_at_end: OpenAtEnd,
 ) -> Result<Replayed, InvokeError> {
     let mut open: Option<Recorded> = None;
-    while from <= last_index {
+    'pages: while from <= last_index {
         let page = ctx.oplog.read(&ctx.id, from, REPLAY_PAGE_ENTRIES).await?;
         let Some(last) = page.last() else { break };
         from = last.seq + 1;
         for SequencedEntry { seq, entry } in page {
+            if seq > last_index {
+                break 'pages;
+            }
             worker.life = worker.life.after(&entry);
             match entry {
                 OplogEntry::Engine { settings } => {
@@ -164,7 +178,9 @@ pub(super) async fn replay(
             ctx.id, worker.log.last_index
         )));
     }
-    if let Some(interrupted) = open {
+    if let Some(interrupted) = open
+        && open_at_end == OpenAtEnd::Resume
+    {
         tracing::info!(worker = %ctx.id, "resuming an interrupted invocation of {}", interrupted.function);
         return rerun(ctx, worker, interrupted, Ending::Resumed).await;
     }
