@@ -16,8 +16,10 @@ cargo fmt --all -- --check
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3 python3-venv)
-# Headless Chromium opens the load tester's HTML report (loadtest/tests/report_in_chromium.rs).
+# Headless Chromium opens the load tester's HTML report (loadtest/tests/report_in_chromium.rs),
+# and, driven through chromedriver, the admin console (cli/tests/console.rs).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # PostgreSQL's server programs: the tests start private servers of their own (initdb, pg_ctl,
 # as the postgres user when run as root) for the PostgreSQL backend's conformance suite.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)

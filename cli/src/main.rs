@@ -73,10 +73,29 @@ enum Command {
     Worker(ops::WorkerArgs),
     /// A worker's oplog, decoded.
     Oplog(ops::OplogArgs),
+    /// The configuration tree: `config default` prints every key with its default and what it
+    /// does; `config show` the tree a project's layers make (defaults, file, REVENANT_*
+    /// variables, --set flags).
+    Config {
+        #[command(subcommand)]
+        verb: ConfigVerb,
+    },
     /// Send one request to the admin API, with the admin token, and print its answer.
     ///
     /// Example: revenant admin GET /workers/user-activity --config revenant.yaml
     Admin(ops::RawArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigVerb {
+    /// Print every key of the configuration with its default, one comment per key: a
+    /// starting point for a project file.
+    Default,
+    /// Print, as JSON, the tree a project's layers make, with secrets shown only as set.
+    Show {
+        #[command(flatten)]
+        project: Box<ProjectArgs>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -167,6 +186,11 @@ struct ProjectArgs {
     /// The internal listener for calls other nodes forward, overriding `cluster.listen`.
     #[arg(long, env = "REVENANT_CLUSTER_LISTEN")]
     cluster_listen: Option<SocketAddr>,
+    /// Sets one key of the configuration over the file and the environment, e.g.
+    /// `--set limits.invocation_timeout_ms=5000` (repeatable; `revenant config default` lists
+    /// the keys).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -195,6 +219,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => runtime.block_on(ops::worker(args)),
         Command::Oplog(args) => runtime.block_on(ops::oplog(args)),
         Command::Admin(args) => runtime.block_on(ops::raw(args)),
+        Command::Config { verb } => config_command(verb),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,6 +285,45 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+fn config_command(verb: ConfigVerb) -> Result<(), Failure> {
+    match verb {
+        ConfigVerb::Default => print!("{}", config::default_text()),
+        ConfigVerb::Show { project } => {
+            let mut tree = config::show(&project.config, &project.sets)
+                .map_err(|d| Failure::Invalid(d.to_string()))?;
+            // The dedicated flags (and their variables) over everything, as `serve` applies
+            // them.
+            let text = |v: &dyn std::fmt::Display| serde_json::Value::String(v.to_string());
+            for (key, value) in [
+                ("data", project.data.as_ref().map(|d| text(&d.display()))),
+                ("listen", project.listen.as_ref().map(|a| text(a))),
+                (
+                    "admin_listen",
+                    project.admin_listen.as_ref().map(|a| text(a)),
+                ),
+                ("store", project.store.as_ref().map(|s| text(s))),
+            ] {
+                if let Some(v) = value {
+                    tree[key] = v;
+                }
+            }
+            for (key, value) in [
+                ("node_id", project.node_id.as_ref().map(|n| text(n))),
+                ("listen", project.cluster_listen.as_ref().map(|a| text(a))),
+            ] {
+                if let Some(v) = value {
+                    tree["cluster"][key] = v;
+                }
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tree).expect("JSON prints")
+            );
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Serve,
@@ -275,6 +339,7 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         store: args.store,
         node_id: args.node_id,
         cluster_listen: args.cluster_listen,
+        sets: args.sets,
     };
     let config =
         config::load(&args.config, &overrides).map_err(|d| Failure::Invalid(d.to_string()))?;

@@ -6,25 +6,7 @@
 mod support;
 
 use serde_json::{Value as Json, json};
-use support::{Http, Server, workspace};
-
-fn stress_project(dir: &std::path::Path) -> std::path::PathBuf {
-    let component = workspace().join("target/wasm32-wasip2/guest/stress.wasm");
-    assert!(
-        component.exists(),
-        "{} is missing: run scripts/test.sh",
-        component.display()
-    );
-    let text = std::fs::read_to_string(workspace().join("examples/stress/revenant.yaml"))
-        .unwrap()
-        .replace(
-            "../../target/wasm32-wasip2/guest/stress.wasm",
-            component.to_str().unwrap(),
-        );
-    let path = dir.join("revenant.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use support::{Http, Server, stress_project};
 
 /// The lines `say(3, 20)` writes in call `n`: three to stdout, one to stderr.
 fn said(n: u64) -> Vec<(String, String)> {

@@ -43,6 +43,25 @@ pub fn demo_with(head: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, config)
 }
 
+/// The stress project (examples/stress) in `dir`, its component path made absolute.
+pub fn stress_project(dir: &std::path::Path) -> std::path::PathBuf {
+    let component = workspace().join("target/wasm32-wasip2/guest/stress.wasm");
+    assert!(
+        component.exists(),
+        "{} is missing: run scripts/test.sh",
+        component.display()
+    );
+    let text = std::fs::read_to_string(workspace().join("examples/stress/revenant.yaml"))
+        .unwrap()
+        .replace(
+            "../../target/wasm32-wasip2/guest/stress.wasm",
+            component.to_str().unwrap(),
+        );
+    let path = dir.join("revenant.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A project file in a fresh folder: the demo component and `routes` (YAML list items).
 pub fn project(routes: &str) -> (tempfile::TempDir, PathBuf) {
     project_with("", routes)

@@ -23,7 +23,8 @@
 //! | `POST /workers/{component}/{worker}/fork` | body `{"name": ..., "at": ...}`: a new worker whose log is this one's up to `at` |
 //! | `GET /cluster` | nodes (id, address, last heartbeat) and each shard's holder and epoch |
 //! | `GET /metrics` | every series of the process, in Prometheus's text format |
-//! | `GET /healthz`, `GET /readyz` | health (`health`); the only requests that need no token |
+//! | `GET /console` | the web console (`console.html`): one static page that reads this API with the token it is given |
+//! | `GET /healthz`, `GET /readyz` | health (`health`); with the console's page, the only requests that need no token |
 
 mod access;
 pub mod inspect;
@@ -120,6 +121,11 @@ impl<K: KvStore> Admin<K> {
             } else {
                 health::readyz(&self.runtime).await
             });
+        }
+        if request.method() == Method::GET && path == CONSOLE {
+            // A static page holding no data: it asks for the token and sends it itself.
+            self.access.check_host(&request)?;
+            return Ok(console());
         }
         self.access.check(&request)?;
         let matched = self.router.at(&path).map_err(|_| {
@@ -465,6 +471,33 @@ impl<K: KvStore> Admin<K> {
             &json!({"component": worker.component, "name": worker.name, "status": status}),
         ))
     }
+}
+
+/// Where the web console is served.
+pub const CONSOLE: &str = "/console";
+
+/// The console's page. Its script is inline (one file, no build step); the policy lets it run
+/// and talk to this listener only.
+fn console() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(include_bytes!(
+        "console.html"
+    ))));
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-type", "text/html; charset=utf-8"),
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 fn not_found(worker: &WorkerId) -> ApiError {

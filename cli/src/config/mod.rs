@@ -3,6 +3,10 @@
 //! Relative paths in the file are relative to the file's own folder, so the demo runs from any
 //! working directory.
 
+mod defaults;
+mod layers;
+
+pub use layers::Sources;
 use marked_yaml::Spanned;
 use revenant_api_definitions::{
     ApiDefinition, ApiSpec, AuthSpec, Diagnostic, Diagnostics, Location, RouteSpec,
@@ -13,7 +17,7 @@ use revenant_runtime::limits::{
     live_workers_ceiling, mappings_needed, max_map_count,
 };
 use revenant_runtime::{AllowRule, OutgoingHttpConfig, WorkerLimits};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,7 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA: &str = "./data";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     data: Option<Spanned<String>>,
@@ -32,9 +36,9 @@ struct ConfigFile {
     components: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     limits: LimitsFile,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     auth: BTreeMap<String, Spanned<AuthSpec>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     routes: Vec<RouteSpec>,
     #[serde(default)]
     outgoing_http: OutgoingFile,
@@ -48,7 +52,7 @@ struct ConfigFile {
 }
 
 /// `cluster:` — a node of several sharing one store (PostgreSQL or FoundationDB).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ClusterFile {
     /// This node's id; generated once into `<data>/node-id` if unset.
@@ -129,7 +133,7 @@ pub const CLUSTER_SECRET_CHARS_MIN: usize = 16;
 
 /// `outgoing_http:` — what guests' requests may reach, and their bounds (defaults in
 /// `runtime::limits`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct OutgoingFile {
     /// Hosts, addresses or CIDRs, each with an optional `:port`, opened past the egress policy.
@@ -146,7 +150,7 @@ struct OutgoingFile {
 }
 
 /// `admin:` — the admin API's credentials and the host names it answers to.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct AdminFile {
     /// The bearer token (or `REVENANT_ADMIN_TOKEN`); generated into `<data>/admin.token` if
@@ -158,7 +162,7 @@ struct AdminFile {
 }
 
 /// `limits:` — the worker bounds a deployment may tune (defaults in `runtime::limits`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
     invocation_timeout_ms: Option<Spanned<u64>>,
@@ -174,7 +178,7 @@ struct LimitsFile {
 
 /// Reads one limit, checking it lies in `range`.
 fn limit(
-    file: &str,
+    file: &Sources,
     value: &Option<Spanned<u64>>,
     name: &str,
     range: std::ops::RangeInclusive<u64>,
@@ -183,7 +187,7 @@ fn limit(
     let v = value.as_ref()?;
     if !range.contains(v) {
         problems.push(Diagnostic::new(
-            Location::of_span(file, v.span()),
+            file.at(v.span()),
             format!(
                 "`{name}` must be between {} and {}",
                 range.start(),
@@ -223,10 +227,13 @@ pub struct Overrides {
     pub store: Option<String>,
     pub node_id: Option<String>,
     pub cluster_listen: Option<SocketAddr>,
+    /// `--set key.path=value` flags, over the file and the environment.
+    pub sets: Vec<String>,
 }
 
-/// Reads and parses the project file (syntax and key names only).
-fn read(path: &Path) -> Result<(String, ConfigFile), Diagnostics> {
+/// Reads the project file and lays it, then `extra` (environment variables and `--set`
+/// flags), over the defaults: one tree, checked for syntax and key names only.
+fn read(path: &Path, extra: &[layers::Override]) -> Result<(Sources, ConfigFile), Diagnostics> {
     let file_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(
@@ -238,13 +245,26 @@ fn read(path: &Path) -> Result<(String, ConfigFile), Diagnostics> {
             format!("cannot read the configuration: {e}"),
         )])
     })?;
-    let file: ConfigFile = revenant_api_definitions::parse_yaml(&file_name, &text)
-        .map_err(|d| Diagnostics(vec![d]))?;
-    Ok((file_name, file))
+    let (tree, sources) = layers::merge((&file_name, &text), extra)?;
+    let file: ConfigFile = marked_yaml::from_node(&tree).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            sources.at_marker(e.start_mark().as_ref()),
+            e.to_string(),
+        )])
+    })?;
+    Ok((sources, file))
+}
+
+/// The overrides from outside the file: `REVENANT_*__*` variables, then `--set` flags.
+pub fn overrides_from(sets: &[String]) -> Result<Vec<layers::Override>, Diagnostics> {
+    let mut all = layers::from_environment(env_vars());
+    all.extend(layers::from_flags(sets)?);
+    Ok(all)
 }
 
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
-    let (file_name, file) = read(path)?;
+    let (src, file) = read(path, &overrides_from(&overrides.sets)?)?;
+    let file_name = &src;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut problems = Vec::new();
 
@@ -254,7 +274,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             .parse::<SocketAddr>()
             .map_err(|e| {
                 problems.push(Diagnostic::new(
-                    Location::of_span(&file_name, s.span()),
+                    file_name.at(s.span()),
                     format!("`listen` must be an address like 127.0.0.1:8080: {e}"),
                 ))
             })
@@ -267,7 +287,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             .parse::<SocketAddr>()
             .map_err(|e| {
                 problems.push(Diagnostic::new(
-                    Location::of_span(&file_name, s.span()),
+                    file_name.at(s.span()),
                     format!("`admin_listen` must be an address like 127.0.0.1:8081: {e}"),
                 ))
             })
@@ -282,7 +302,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     if file.components.is_empty() {
         problems.push(Diagnostic::new(
             Location {
-                file: file_name.clone(),
+                file: file_name.file().to_string(),
                 line: 1,
                 column: 1,
             },
@@ -297,7 +317,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     for ((name, resolved), (_, spanned)) in components.iter().zip(&file.components) {
         if !resolved.is_file() {
             problems.push(Diagnostic::new(
-                Location::of_span(&file_name, spanned.span()),
+                file_name.at(spanned.span()),
                 format!(
                     "component `{name}`: no file at {} (build it first: see README.md)",
                     resolved.display()
@@ -308,7 +328,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     let mut limits = WorkerLimits::default();
     let l = &file.limits;
     if let Some(ms) = limit(
-        &file_name,
+        file_name,
         &l.invocation_timeout_ms,
         "invocation_timeout_ms",
         10..=3_600_000,
@@ -317,7 +337,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         limits.invocation_timeout = Duration::from_millis(ms);
     }
     if let Some(mb) = limit(
-        &file_name,
+        file_name,
         &l.guest_memory_mb,
         "guest_memory_mb",
         1..=4_096,
@@ -326,7 +346,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         limits.guest_memory_bytes = (mb as usize) * 1024 * 1024;
     }
     if let Some(ms) = limit(
-        &file_name,
+        file_name,
         &l.worker_idle_timeout_ms,
         "worker_idle_timeout_ms",
         10..=86_400_000,
@@ -335,7 +355,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         limits.idle_timeout = Duration::from_millis(ms);
     }
     if let Some(n) = limit(
-        &file_name,
+        file_name,
         &l.snapshot_every_invocations,
         "snapshot_every_invocations",
         0..=10_000_000,
@@ -351,7 +371,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     }
     let mut server = revenant_gateway::ServerLimits::default();
     if let Some(ms) = limit(
-        &file_name,
+        file_name,
         &l.header_read_timeout_ms,
         "header_read_timeout_ms",
         10..=600_000,
@@ -365,7 +385,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         match AllowRule::parse(rule) {
             Ok(r) => outgoing_http.allow.push(r),
             Err(e) => problems.push(Diagnostic::new(
-                Location::of_span(&file_name, rule.span()),
+                file_name.at(rule.span()),
                 format!("outgoing_http.allow: {e}"),
             )),
         }
@@ -374,7 +394,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         let path = base.join(ca.as_str());
         if !path.is_file() {
             problems.push(Diagnostic::new(
-                Location::of_span(&file_name, ca.span()),
+                file_name.at(ca.span()),
                 format!("outgoing_http.ca_files: no file at {}", path.display()),
             ));
         }
@@ -397,7 +417,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             &mut outgoing_http.request_timeout,
         ),
     ] {
-        if let Some(ms) = limit(&file_name, value, name, 10..=600_000, &mut problems) {
+        if let Some(ms) = limit(file_name, value, name, 10..=600_000, &mut problems) {
             *field = Duration::from_millis(ms);
         }
     }
@@ -413,7 +433,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
             &mut outgoing_http.total_max,
         ),
     ] {
-        if let Some(n) = limit(&file_name, value, name, 1..=100_000, &mut problems) {
+        if let Some(n) = limit(file_name, value, name, 1..=100_000, &mut problems) {
             *field = n as usize;
         }
     }
@@ -423,7 +443,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     limits.active_workers_max = ACTIVE_WORKERS_DEFAULT.min(ceiling);
     if let (Some(n), Some(asked)) = (
         limit(
-            &file_name,
+            file_name,
             &l.active_workers_max,
             "active_workers_max",
             1..=ACTIVE_WORKERS_CEILING as u64,
@@ -456,7 +476,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
                 CeilingBound::Table => format!("is past the most, {ceiling}"),
             };
             problems.push(Diagnostic::new(
-                Location::of_span(&file_name, asked.span()),
+                file_name.at(asked.span()),
                 format!("`active_workers_max` {n} {why}"),
             ));
         } else {
@@ -472,7 +492,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         && t.len() < revenant_gateway::admin::TOKEN_CHARS_MIN
     {
         let at = match &file.admin.token {
-            Some(s) => Location::of_span(&file_name, s.span()),
+            Some(s) => file_name.at(s.span()),
             None => Location {
                 file: "REVENANT_ADMIN_TOKEN".into(),
                 line: 1,
@@ -509,20 +529,20 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         (None, Some(s)) => StoreChoice::parse(s)
             .map_err(|e| {
                 problems.push(Diagnostic::new(
-                    Location::of_span(&file_name, s.span()),
+                    file_name.at(s.span()),
                     format!("`store`: {e}"),
                 ))
             })
             .ok(),
         (None, None) => Some(StoreChoice::Embedded),
     };
-    let cluster = cluster_config(&file_name, &file.cluster, overrides, &mut problems);
+    let cluster = cluster_config(file_name, &file.cluster, overrides, &mut problems);
     let spec = ApiSpec {
         auth: file.auth.clone(),
         routes: file.routes.clone(),
     };
     let api = revenant_api_definitions::compile(
-        &file_name,
+        file_name.file(),
         &spec,
         |c| file.components.contains_key(c),
         &env_var,
@@ -559,7 +579,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
 }
 
 fn cluster_config(
-    file_name: &str,
+    file_name: &Sources,
     c: &ClusterFile,
     overrides: &Overrides,
     problems: &mut Vec<Diagnostic>,
@@ -574,7 +594,7 @@ fn cluster_config(
             .parse::<SocketAddr>()
             .map_err(|e| {
                 problems.push(Diagnostic::new(
-                    Location::of_span(file_name, s.span()),
+                    file_name.at(s.span()),
                     format!("`cluster.listen` must be an address like 127.0.0.1:7001: {e}"),
                 ))
             })
@@ -586,7 +606,7 @@ fn cluster_config(
             && a.parse::<http::Uri>().is_ok();
         if !ok {
             problems.push(Diagnostic::new(
-                Location::of_span(file_name, a.span()),
+                file_name.at(a.span()),
                 "`cluster.advertise` must be a URL like http://10.0.0.5:7001",
             ));
         }
@@ -601,7 +621,7 @@ fn cluster_config(
         && (s.len() < CLUSTER_SECRET_CHARS_MIN || http::HeaderValue::from_str(s).is_err())
     {
         let at = match &c.secret {
-            Some(s) => Location::of_span(file_name, s.span()),
+            Some(s) => file_name.at(s.span()),
             None => Location {
                 file: "REVENANT_CLUSTER_SECRET".into(),
                 line: 1,
@@ -629,7 +649,7 @@ fn cluster_config(
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.'))
     {
         let at = match &c.node_id {
-            Some(s) if overrides.node_id.is_none() => Location::of_span(file_name, s.span()),
+            Some(s) if overrides.node_id.is_none() => file_name.at(s.span()),
             _ => Location {
                 file: "--node-id (or REVENANT_NODE_ID)".into(),
                 line: 1,
@@ -670,6 +690,27 @@ fn cluster_config(
     }
 }
 
+/// The tree the layers make of `path` (defaults, file, environment, `--set`), as JSON, with
+/// the admin token and cluster secret shown only as set or not: `revenant config show`.
+/// Routes and auth are the API definition's, shown by `revenant check`.
+pub fn show(path: &Path, sets: &[String]) -> Result<serde_json::Value, Diagnostics> {
+    let (_, file) = read(path, &overrides_from(sets)?)?;
+    let mut tree = serde_json::to_value(&file).expect("the tree serializes");
+    for (section, key) in [("admin", "token"), ("cluster", "secret")] {
+        if let Some(v) = tree.get_mut(section).and_then(|s| s.get_mut(key))
+            && !v.is_null()
+        {
+            *v = serde_json::Value::String("(set)".into());
+        }
+    }
+    Ok(tree)
+}
+
+/// `revenant config default`.
+pub fn default_text() -> String {
+    defaults::text()
+}
+
 /// What the CLI's admin commands need of a project file: where its data is (for the token
 /// file), its admin address and token. Only the file's syntax is checked, not its routes.
 pub struct AdminView {
@@ -679,7 +720,7 @@ pub struct AdminView {
 }
 
 pub fn admin_view(path: &Path) -> Result<AdminView, Diagnostics> {
-    let (_, file) = read(path)?;
+    let (_, file) = read(path, &overrides_from(&[])?)?;
     let base = path.parent().unwrap_or(Path::new("."));
     Ok(AdminView {
         data: base.join(
@@ -698,4 +739,239 @@ pub fn admin_view(path: &Path) -> Result<AdminView, Diagnostics> {
 #[allow(clippy::disallowed_methods)]
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// Every variable of the process's environment, for the configuration's layer of them.
+#[allow(clippy::disallowed_methods)]
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marked_yaml::Node;
+
+    /// A project folder with one (empty) component file and `revenant.yaml` holding `text`.
+    fn project(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c.wasm"), b"").unwrap();
+        let path = dir.path().join("revenant.yaml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn loaded(text: &str) -> Config {
+        let (_dir, path) = project(text);
+        load(&path, &Overrides::default()).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    /// What a loaded configuration resolves to, but for the project's own folder.
+    fn resolved(c: &Config) -> String {
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?}",
+            c.listen,
+            c.admin_listen,
+            c.limits,
+            c.server,
+            c.outgoing_http,
+            c.admin_token,
+            c.admin_hosts,
+            c.store,
+            c.data.ends_with("data"),
+            (
+                &c.cluster.node_id,
+                c.cluster.listen,
+                &c.cluster.advertise,
+                &c.cluster.secret,
+                c.cluster.shards,
+                c.cluster.lease
+            ),
+        )
+    }
+
+    /// `revenant config default`, read back as a project file, is the configuration of a file
+    /// that sets nothing, and that is the crates' own defaults: the printed values are the
+    /// ones the server runs with.
+    #[test]
+    fn the_default_tree_reads_back_as_the_defaults() {
+        let printed = defaults::text().replace("components: {}", "components:\n  c: c.wasm");
+        let from_printed = loaded(&printed);
+        let from_nothing = loaded("components:\n  c: c.wasm\n");
+        assert_eq!(resolved(&from_printed), resolved(&from_nothing));
+        let machine = live_workers_ceiling(
+            max_map_count(),
+            GUEST_MEMORY_BYTES_MAX_FOR_TEST,
+            instances_beyond_cap(revenant_runtime::limits::HTTP_REQUESTS_MAX),
+        )
+        .0;
+        let limits = WorkerLimits {
+            active_workers_max: ACTIVE_WORKERS_DEFAULT.min(machine),
+            ..WorkerLimits::default()
+        };
+        assert_eq!(format!("{:?}", from_nothing.limits), format!("{limits:?}"));
+        assert_eq!(
+            format!("{:?}", from_nothing.outgoing_http),
+            format!("{:?}", OutgoingHttpConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", from_nothing.server),
+            format!("{:?}", revenant_gateway::ServerLimits::default())
+        );
+        assert_eq!(from_nothing.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(from_nothing.store, StoreChoice::Embedded);
+        assert_eq!(
+            from_nothing.cluster.shards,
+            revenant_cluster::limits::SHARDS_DEFAULT
+        );
+        assert_eq!(
+            from_nothing.cluster.lease,
+            revenant_cluster::limits::LEASE_DEFAULT
+        );
+    }
+
+    const GUEST_MEMORY_BYTES_MAX_FOR_TEST: usize = revenant_runtime::limits::GUEST_MEMORY_BYTES_MAX;
+
+    /// Every key of the typed tree is printed, each under a comment of its own.
+    #[test]
+    fn the_default_tree_has_every_key_with_a_comment() {
+        let text = defaults::text();
+        // The typed tree's keys, as the tree serializes (unset keys as null).
+        let (_dir, path) = project("");
+        let (_, file) = read(&path, &[]).unwrap();
+        let mut typed = Vec::new();
+        json_keys(&serde_json::to_value(&file).unwrap(), "", &mut typed);
+        typed.extend(["auth".to_string(), "routes".to_string()]);
+        typed.sort();
+        // The printed keys, with the line each is on.
+        let node = marked_yaml::parse_yaml(0, &text).unwrap();
+        let mut printed = Vec::new();
+        yaml_keys(&node, "", &mut printed);
+        let mut names: Vec<String> = printed
+            .iter()
+            .filter(|(k, _)| {
+                !printed
+                    .iter()
+                    .any(|(other, _)| other.starts_with(&format!("{k}.")))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names, typed,
+            "the printed tree and the typed tree have the same keys"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        for (key, line) in &printed {
+            let above = lines[line - 2].trim_start();
+            assert!(
+                above.starts_with('#'),
+                "`{key}` (line {line}) has no comment above it"
+            );
+        }
+    }
+
+    fn json_keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                let path = format!("{prefix}{k}");
+                // `components` is a map of the user's names, not keys of the tree.
+                if v.is_object() && k != "components" {
+                    json_keys(v, &format!("{path}."), out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+    }
+
+    fn yaml_keys(node: &Node, prefix: &str, out: &mut Vec<(String, usize)>) {
+        if let Node::Mapping(map) = node {
+            for (k, v) in map.iter() {
+                let path = format!("{prefix}{}", k.as_str());
+                let line = k.span().start().map_or(0, |m| m.line());
+                if matches!(v, Node::Mapping(m) if !m.is_empty()) {
+                    out.push((path.clone(), line));
+                    yaml_keys(v, &format!("{path}."), out);
+                } else {
+                    out.push((path, line));
+                }
+            }
+        }
+    }
+
+    /// A key the tree does not have is refused where it is: the file's line and column, or the
+    /// variable that set it.
+    #[test]
+    fn an_unknown_key_is_refused_with_its_location() {
+        let (_dir, path) = project("components:\n  c: c.wasm\nlimits:\n  invocation_timeout: 5\n");
+        let e = load(&path, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("revenant.yaml:4:3") && e.contains("invocation_timeout"),
+            "{e}"
+        );
+        let extra = layers::from_environment([(
+            "REVENANT_LIMITS__INVOCATION_TIMEOUT".to_string(),
+            "5".to_string(),
+        )]);
+        let (_dir, path) = project("components:\n  c: c.wasm\n");
+        let e = read(&path, &extra).unwrap_err().to_string();
+        assert!(
+            e.contains("environment variable REVENANT_LIMITS__INVOCATION_TIMEOUT"),
+            "{e}"
+        );
+        let e = read(&path, &layers::from_flags(&["limit.x=1".into()]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--set limit.x=1") && e.contains("limit"), "{e}");
+    }
+
+    /// The file over the defaults, a variable over the file, a flag over both; `null` unsets.
+    #[test]
+    fn a_variable_overrides_the_file_and_a_flag_overrides_both() {
+        let (_dir, path) = project(
+            "components:\n  c: c.wasm\nadmin_listen: 127.0.0.1:9000\nlimits:\n  invocation_timeout_ms: 1000\n",
+        );
+        let timeout = |extra: &[layers::Override]| {
+            let (_, file) = read(&path, extra).unwrap();
+            (
+                file.limits.invocation_timeout_ms.map(|v| *v),
+                file.admin_listen.map(|a| a.to_string()),
+            )
+        };
+        assert_eq!(timeout(&[]), (Some(1000), Some("127.0.0.1:9000".into())));
+        let env = layers::from_environment([(
+            "REVENANT_LIMITS__INVOCATION_TIMEOUT_MS".to_string(),
+            "2000".to_string(),
+        )]);
+        assert_eq!(timeout(&env).0, Some(2000));
+        let mut both = env;
+        both.extend(
+            layers::from_flags(&[
+                "limits.invocation_timeout_ms=3000".into(),
+                "admin_listen=null".into(),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(timeout(&both), (Some(3000), None));
+        // A bad value is reported as the layer's that set it.
+        let e = load_with(&path, &["limits.invocation_timeout_ms=5".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--set limits.invocation_timeout_ms=5"),
+            "{e}"
+        );
+    }
+
+    fn load_with(path: &Path, sets: &[String]) -> Result<Config, Diagnostics> {
+        load(
+            path,
+            &Overrides {
+                sets: sets.to_vec(),
+                ..Overrides::default()
+            },
+        )
+    }
 }
