@@ -3,9 +3,27 @@
 
 use crate::binding::Binding;
 use crate::error::ApiError;
+use revenant_runtime::trace::{self, TraceContext};
 use revenant_runtime::{Runtime, Value, WorkerId};
 
+/// The call, with the caller's trace context (its `traceparent`) as the call's own.
 pub(crate) async fn call(
+    runtime: &Runtime,
+    binding: &Binding,
+    worker_name: String,
+    args: Vec<Value>,
+    idempotency_key: Option<String>,
+    method: &http::Method,
+    trace: Option<TraceContext>,
+) -> Result<Vec<Value>, ApiError> {
+    let called = untraced(runtime, binding, worker_name, args, idempotency_key, method);
+    match trace {
+        Some(t) => trace::scope(t, called).await,
+        None => called.await,
+    }
+}
+
+async fn untraced(
     runtime: &Runtime,
     binding: &Binding,
     worker_name: String,

@@ -43,6 +43,7 @@ use revenant_api_definitions::{ApiDefinition, Diagnostic, Diagnostics, Method};
 use revenant_runtime::{ComponentInfo, Runtime};
 use serde_json::Value as Json;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// The routes of one API definition, ready to serve.
 pub struct Gateway {
@@ -227,8 +228,17 @@ impl Gateway {
         let Some(binding) = found.binding(request.method()) else {
             return (found.not_allowed(request.method()), metrics::NOT_ALLOWED);
         };
+        // At debug level, off by default: REVENANT_LOG=debug shows a request's span around its
+        // invocation's (docs/operations.md).
+        let span = tracing::debug_span!(
+            "request",
+            method = %request.method(),
+            route = %binding.label,
+            trace_id = tracing::field::Empty,
+        );
         let mut response = self
             .serve(binding, &found, request, cluster)
+            .instrument(span)
             .await
             .unwrap_or_else(ApiError::into_response);
         if let (Some(origin), Some(policy)) = (&origin, &binding.route.cors) {
@@ -256,6 +266,15 @@ impl Gateway {
         let query = inputs::parse_query(request.uri().query().unwrap_or(""))?;
         let idempotency_key = inputs::idempotency_key(request.headers())?;
         let forwarded = request.extensions().get::<cluster::Forwarded>().copied();
+        // A malformed `traceparent` is ignored, as the specification asks: a new trace starts.
+        let trace = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(revenant_runtime::trace::TraceContext::parse);
+        if let Some(t) = &trace {
+            tracing::Span::current().record("trace_id", tracing::field::display(t.trace_id_hex()));
+        }
         let (parts, body) = request.into_parts();
         let mut inputs = Inputs {
             params: &found.params,
@@ -286,6 +305,7 @@ impl Gateway {
                 args,
                 idempotency_key,
                 &parts.method,
+                trace,
             )
             .await?;
             return response::respond(binding, &inputs, results);
@@ -302,7 +322,8 @@ impl Gateway {
                 let (name, inputs, method) = (worker.name.clone(), &inputs, &parts.method);
                 async move {
                     let called =
-                        dispatch::call(&self.runtime, binding, name, args, key, method).await;
+                        dispatch::call(&self.runtime, binding, name, args, key, method, trace)
+                            .await;
                     match called {
                         Err(e) if e.code == ErrorCode::NotOwner => revenant_cluster::Attempt::Moved,
                         Err(e) => revenant_cluster::Attempt::Done(Err(e)),

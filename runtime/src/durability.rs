@@ -291,6 +291,9 @@ pub(crate) struct Durability {
     /// The durable worker this store runs (`None`: an ephemeral call).
     pub(crate) worker: Option<Arc<WorkerFlags>>,
     pub(crate) chokepoint: Chokepoint,
+    /// The trace of the call running, if its caller sent one: each outgoing request carries a
+    /// child of it (`trace.rs`).
+    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 impl Durability {
@@ -305,6 +308,7 @@ impl Durability {
             http_permits: http.worker_permits(),
             http,
             chokepoint: Chokepoint::new(),
+            trace: None,
         }
     }
 

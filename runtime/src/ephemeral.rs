@@ -68,6 +68,7 @@ impl Runtime {
             || false,
         );
         arm_deadline(&mut store, self.limits.invocation_timeout);
+        store.data_mut().durability.trace = crate::trace::current();
         store.data().durability.chokepoint.begin_ephemeral();
         let instance = loaded
             .pre

@@ -18,6 +18,7 @@ mod journal;
 pub mod limits;
 pub mod metrics;
 mod slots;
+pub mod trace;
 mod types;
 mod values;
 mod worker;
@@ -475,6 +476,8 @@ impl Runtime {
             latest: component.clone(),
             export,
             read_only,
+            trace: trace::current(),
+            span: tracing::Span::current(),
         };
         let outcome = self.send_call(worker, &component, call).await;
         let code = outcome.as_ref().map(|_| ()).map_err(InvokeError::code);

@@ -207,33 +207,20 @@ impl<K: KvStore> Admin<K> {
                             "log_bytes": log.map(|l| l.bytes),
                         }),
                     )),
-                    (None, _) => Err(ApiError::new(
-                        ErrorCode::WorkerNotFound,
-                        format!("worker {worker} does not exist"),
-                    )),
+                    (None, _) => Err(not_found(&worker)),
                 }
             }
             (Route::Logs, &Method::GET, Some(worker)) => {
                 let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
-                let number = |name: &str, default: u64| -> Result<u64, ApiError> {
-                    match query.iter().find(|(k, _)| k == name) {
-                        Some((_, v)) => v.parse::<u64>().map_err(|_| {
-                            ApiError::bad_argument(format!("{name}: expected a number, got `{v}`"))
-                        }),
-                        None => Ok(default),
-                    }
-                };
-                let from = number("from", 1)?;
-                let limit = number("limit", revenant_runtime::limits::OUTPUT_LINES_MAX as u64)?;
+                let from = number(&query, "from")?.unwrap_or(1);
+                let limit = number(&query, "limit")?
+                    .unwrap_or(revenant_runtime::limits::OUTPUT_LINES_MAX as u64);
                 let Some(page) = self
                     .runtime
                     .guest_output(&worker, from, limit as usize)
                     .await?
                 else {
-                    return Err(ApiError::new(
-                        ErrorCode::WorkerNotFound,
-                        format!("worker {worker} does not exist"),
-                    ));
+                    return Err(not_found(&worker));
                 };
                 let lines: Vec<_> = page
                     .lines

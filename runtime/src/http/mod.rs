@@ -169,6 +169,20 @@ fn outcome_value(outcome: Result<(http::response::Parts, Bytes), String>) -> Val
     }
 }
 
+/// The request as it leaves: with a `traceparent` that makes the upstream's work part of the
+/// caller's trace (a new trace when the call came with none), unless the guest set its own.
+/// Added after the request was recorded, not to it: a replay compares the guest's own request,
+/// and the span id is new each time the request is sent.
+fn with_trace(headers: &mut http::HeaderMap, trace: Option<crate::trace::TraceContext>) {
+    if headers.contains_key("traceparent") {
+        return;
+    }
+    let child = trace.map_or_else(crate::trace::TraceContext::new_root, |t| t.child());
+    if let Ok(value) = http::HeaderValue::from_str(&child.header()) {
+        headers.insert("traceparent", value);
+    }
+}
+
 impl WasiHttpHooks for Durability {
     fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
         *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
@@ -184,11 +198,12 @@ impl WasiHttpHooks for Durability {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let (chokepoint, outgoing, mine, worker) = (
+        let (chokepoint, outgoing, mine, worker, trace) = (
             self.chokepoint.clone(),
             self.http.clone(),
             self.http_permits.clone(),
             self.worker.clone(),
+            self.trace,
         );
         Box::new(async move {
             let (parts, body) = read_request(request).await?;
@@ -201,6 +216,8 @@ impl WasiHttpHooks for Durability {
                 Decision::Recorded(response) => response_from(&response),
                 Decision::Perform(pending) => {
                     pending.before_effect().await.map_err(failed)?;
+                    let mut parts = parts;
+                    with_trace(&mut parts.headers, trace);
                     let outcome = outgoing
                         .perform(&mine, worker.as_deref(), parts, body)
                         .await;

@@ -35,6 +35,7 @@ pub(super) async fn invoke(
     let chokepoint = guest.store.data().durability.chokepoint.clone();
     // Output from outside any call (a start function, a snapshot) is not this call's.
     let _ = guest.store.data().output.take();
+    guest.store.data_mut().durability.trace = call.trace;
     chokepoint.begin_live(journal.clone());
     arm_deadline(&mut guest.store, ctx.limits.invocation_timeout);
     let outcome = guest.call(export, &call.args).await;

@@ -36,6 +36,7 @@ use revenant_storage::{OplogEntry, OplogStore, Value, WorkerId};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 pub(crate) use lifecycle::Lifecycle as StoredLifecycle;
 
@@ -67,6 +68,11 @@ pub(crate) struct Call {
     pub export: ExportInfo,
     /// Reads the worker's state: run in its turn, recording nothing (`live::read`).
     pub read_only: bool,
+    /// The caller's trace, passed on to the guest's outgoing requests (`trace.rs`).
+    pub trace: Option<crate::trace::TraceContext>,
+    /// The caller's span (its request's, in the gateway): the invocation's span is its child
+    /// although it runs in the worker's task.
+    pub span: tracing::Span,
 }
 
 /// What an operator can do to a worker.
@@ -303,39 +309,73 @@ async fn invoke(
     // Activation first: it may resume an interrupted invocation, which could be the very call
     // this one repeats, and whose outcome the lookup below must then find.
     let w = activated(ctx, worker).await?;
-    if call.read_only {
-        w.life.admit(&ctx.id)?;
-        publish(ctx, Some(w.life.status(true)));
-        let (result, keep) = live::read(ctx, w, &export, &call).await;
-        publish(ctx, Some(w.life.status(false)));
-        if !keep {
-            // A trap, or a read that changed the state: the log still holds the state.
-            *worker = None;
-        }
-        return result;
+    // Spans at debug level: off by default, so that serving pays nothing for them
+    // (REVENANT_LOG=revenant_runtime=debug shows them; docs/operations.md).
+    let span = tracing::debug_span!(
+        parent: &call.span,
+        "invocation",
+        worker = %ctx.id,
+        function = %export.name,
+        index = w.log.last_index + 1,
+        trace_id = %call.trace.map(|t| t.trace_id_hex()).unwrap_or_default(),
+    );
+    let (result, keep) = call_activated(ctx, w, &export, &call)
+        .instrument(span)
+        .await;
+    if !keep {
+        // After a trap wasmtime refuses further calls into the instance, after a failed
+        // append memory holds state the log does not, and a read may have changed the state:
+        // rebuild from the log next time.
+        *worker = None;
     }
-    if let Some(key) = &call.idempotency_key
-        && let Some(outcome) = live::stored_outcome(ctx, key).await?
-    {
-        return outcome;
+    result
+}
+
+/// The call on the activated worker: its result, and whether the instance may be kept.
+async fn call_activated(
+    ctx: &WorkerContext,
+    w: &mut Worker,
+    export: &ExportInfo,
+    call: &Call,
+) -> (Result<Vec<Value>, InvokeError>, bool) {
+    if call.read_only {
+        if let Err(e) = w.life.admit(&ctx.id) {
+            return (Err(e), true);
+        }
+        publish(ctx, Some(w.life.status(true)));
+        let (result, keep) = live::read(ctx, w, export, call).await;
+        publish(ctx, Some(w.life.status(false)));
+        return (result, keep);
+    }
+    if let Some(key) = &call.idempotency_key {
+        match live::stored_outcome(ctx, key).await {
+            Ok(Some(outcome)) => return (outcome, true),
+            Ok(None) => {}
+            Err(e) => return (Err(e), true),
+        }
     }
     // An interrupt requested while no call ran reaches the worker here or as its command.
-    if ctx.flags.interrupt.swap(false, Ordering::SeqCst) && w.life == Lifecycle::Ready {
-        record(ctx, w, OplogEntry::Interrupted).await?;
+    if ctx.flags.interrupt.swap(false, Ordering::SeqCst)
+        && w.life == Lifecycle::Ready
+        && let Err(e) = record(ctx, w, OplogEntry::Interrupted).await
+    {
+        return (Err(e), true);
     }
-    w.life.admit(&ctx.id)?;
+    if let Err(e) = w.life.admit(&ctx.id) {
+        return (Err(e), true);
+    }
     publish(ctx, Some(w.life.status(true)));
-    let (result, keep) = live::invoke(ctx, w, &export, &call).await;
+    let (result, keep) = live::invoke(ctx, w, export, call).await;
     if keep && result.is_ok() {
         w.log.since_snapshot += 1;
     }
     publish(ctx, Some(w.life.status(false)));
-    if !keep {
-        // After a trap wasmtime refuses further calls into the instance, and after a failed
-        // append memory holds state the log does not: rebuild from the log next time.
-        *worker = None;
-    }
-    result
+    tracing::debug!(
+        outcome = %result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+        last_index = w.log.last_index,
+        "invocation ended"
+    );
+    (result, keep)
 }
 
 async fn control(

@@ -232,6 +232,8 @@ async fn rerun(
     };
     let guest = worker.guest.as_mut().expect("replay runs on an instance");
     let chokepoint = guest.store.data().durability.chokepoint.clone();
+    // Its caller's trace is gone with the process that ran it.
+    guest.store.data_mut().durability.trace = None;
     chokepoint.begin_replay(inv.host_calls, then_live.clone());
     arm_deadline(&mut guest.store, timeout);
     let outcome = guest.call(&export, &inv.args).await;
