@@ -68,26 +68,33 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// Where a YAML syntax error is and what it says, without the position the loader's own
+/// message starts with.
+pub fn load_error(load: &marked_yaml::LoadError) -> (Option<Marker>, String) {
+    use marked_yaml::LoadError;
+    let marker = match load {
+        LoadError::TopLevelMustBeMapping(m)
+        | LoadError::TopLevelMustBeSequence(m)
+        | LoadError::UnexpectedAnchor(m)
+        | LoadError::MappingKeyMustBeScalar(m)
+        | LoadError::UnexpectedTag(m)
+        | LoadError::ScanError(m, _) => Some(*m),
+        LoadError::DuplicateKey(d) => d.key.span().start().copied(),
+    };
+    let text = load.to_string();
+    let message = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+    (marker, message.to_string())
+}
+
 /// Parses a YAML document into `T`, turning syntax and shape errors into a located diagnostic.
 /// Duplicate keys are errors: a second `path:` silently winning would hide a mistake.
 pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Diagnostic> {
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     marked_yaml::from_yaml_with_options(0, text, options).map_err(|e| {
-        use marked_yaml::{FromYamlError, LoadError};
+        use marked_yaml::FromYamlError;
         match e {
             FromYamlError::ParseYaml(load) => {
-                let marker = match &load {
-                    LoadError::TopLevelMustBeMapping(m)
-                    | LoadError::TopLevelMustBeSequence(m)
-                    | LoadError::UnexpectedAnchor(m)
-                    | LoadError::MappingKeyMustBeScalar(m)
-                    | LoadError::UnexpectedTag(m)
-                    | LoadError::ScanError(m, _) => Some(*m),
-                    LoadError::DuplicateKey(d) => d.key.span().start().copied(),
-                };
-                // The loader's own message starts with the marker; keep only the explanation.
-                let text = load.to_string();
-                let message = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+                let (marker, message) = load_error(&load);
                 Diagnostic::new(Location::of_marker(file, marker.as_ref()), message)
             }
             FromYamlError::FromNode(node) => {

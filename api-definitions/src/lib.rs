@@ -15,7 +15,7 @@ mod route;
 mod template;
 
 pub use auth::{AuthScheme, AuthSpec, JwksSource, KeyDef, KeyMaterial};
-pub use diagnostic::{Diagnostic, Diagnostics, Location, parse_yaml};
+pub use diagnostic::{Diagnostic, Diagnostics, Location, load_error, parse_yaml};
 pub use http_options::{Cors, ResponseMap};
 pub use route::{
     ApiDefinition, ApiSpec, ArgSource, Method, PathTemplate, Requirement, Route, RouteSpec, compile,

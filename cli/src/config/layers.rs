@@ -163,18 +163,7 @@ fn parse(source: usize, text: &str, sources: &Sources) -> Result<Node, Diagnosti
         )));
     }
     marked_yaml::parse_yaml_with_options(source, text, options).map_err(|load| {
-        use marked_yaml::LoadError;
-        let marker = match &load {
-            LoadError::TopLevelMustBeMapping(m)
-            | LoadError::TopLevelMustBeSequence(m)
-            | LoadError::UnexpectedAnchor(m)
-            | LoadError::MappingKeyMustBeScalar(m)
-            | LoadError::UnexpectedTag(m)
-            | LoadError::ScanError(m, _) => Some(*m),
-            LoadError::DuplicateKey(d) => d.key.span().start().copied(),
-        };
-        let text = load.to_string();
-        let message = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+        let (marker, message) = revenant_api_definitions::load_error(&load);
         Diagnostics(vec![Diagnostic::new(
             sources.at_marker(marker.as_ref()),
             message,

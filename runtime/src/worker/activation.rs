@@ -40,7 +40,7 @@ pub(super) fn engine_entry() -> OplogEntry {
     }
 }
 
-pub(super) fn new_worker(ctx: &WorkerContext) -> Worker {
+fn new_worker(ctx: &WorkerContext) -> Worker {
     Worker {
         log: Log {
             last_index: 0,
@@ -59,7 +59,7 @@ pub(super) fn new_worker(ctx: &WorkerContext) -> Worker {
     }
 }
 
-pub(super) fn new_store(ctx: &WorkerContext) -> Store<HostState> {
+fn new_store(ctx: &WorkerContext) -> Store<HostState> {
     let flags = ctx.flags.clone();
     guest_store(
         &ctx.engine,
@@ -103,8 +103,8 @@ async fn activate_twice_at_most(ctx: &WorkerContext) -> Result<Worker, InvokeErr
     }
 }
 
-async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), InvokeError> {
-    let metadata = ctx.oplog.metadata(&ctx.id).await?;
+/// A new worker with a fresh instance of its component, nothing replayed yet.
+pub(super) async fn instantiated(ctx: &WorkerContext) -> Result<Worker, InvokeError> {
     let mut store = new_store(ctx);
     arm_deadline(&mut store, ctx.limits.invocation_timeout);
     let instance = ctx
@@ -115,6 +115,12 @@ async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), Invoke
         .map_err(|e| instantiation_failed(e, ctx.limits.active_workers_max))?;
     let mut worker = new_worker(ctx);
     worker.guest = Some(Guest { store, instance });
+    Ok(worker)
+}
+
+async fn activate_once(ctx: &WorkerContext) -> Result<(Worker, Replayed), InvokeError> {
+    let metadata = ctx.oplog.metadata(&ctx.id).await?;
+    let mut worker = instantiated(ctx).await?;
     let Some(m) = metadata else {
         return Ok((worker, Replayed::Done));
     };

@@ -11,8 +11,8 @@
 //!   lives on its own. It runs in the new worker's task (its mailbox), so calls to the new name
 //!   made meanwhile wait for it.
 
-use super::activation::{engine_entry, load_snapshot, new_store, new_worker};
-use super::guest::{Guest, arm_deadline, instantiation_failed};
+use super::activation::{engine_entry, instantiated, load_snapshot};
+use super::guest::arm_deadline;
 use super::replay::{self, OpenAtEnd};
 use super::{Worker, WorkerContext};
 use crate::component::ExportInfo;
@@ -38,17 +38,8 @@ pub(crate) async fn state_at(
             ctx.id, metadata.last_index
         )));
     }
-    let mut store = new_store(ctx);
-    arm_deadline(&mut store, ctx.limits.invocation_timeout);
-    let instance = ctx
-        .component
-        .pre
-        .instantiate_async(&mut store)
-        .await
-        .map_err(|e| instantiation_failed(e, ctx.limits.active_workers_max))?;
-    let mut worker = new_worker(ctx);
+    let mut worker = instantiated(ctx).await?;
     worker.log.pending_create.clear();
-    worker.guest = Some(Guest { store, instance });
     let from = start(ctx, &mut worker, metadata.snapshot_index, at).await?;
     worker.log.last_index = from - 1;
     if from <= at {
