@@ -273,14 +273,53 @@ async fn an_operator_drives_a_server_through_the_cli() {
         "{logs}"
     );
 
+    // worker logs --follow: the lines so far, then each new one as the worker writes it
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_revenant"))
+        .args(["worker", "logs", "stress/s-1", "--follow", "--json"])
+        .env("REVENANT_ADMIN", &cli.admin)
+        .env("REVENANT_ADMIN_TOKEN", &cli.token)
+        .env("REVENANT_CONFIG", "/nonexistent/revenant.yaml")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        let line = seen
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line within 20 s");
+        let line: Json = serde_json::from_str(&line).unwrap();
+        format!(
+            "{} {}",
+            line["stream"].as_str().unwrap(),
+            line["line"].as_str().unwrap()
+        )
+    };
+    for expected in guest_lines(&logs) {
+        assert_eq!(next_line(), expected);
+    }
+    cli.json(&["worker", "invoke", "stress/s-1", "say", "1", "16"]);
+    assert_eq!(next_line(), "stdout call 5 line 1 xx");
+    assert_eq!(next_line(), "stderr call 5 done");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+
     // worker state: the state after the first call, in a scratch instance
     let at = completed[0].to_string();
     let then = cli.json(&["worker", "state", "stress/s-1", "--at", &at, "ping"]);
     assert_eq!(then["result"], 2, "ping on the state after call 1: {then}");
     assert_eq!(
         cli.json(&["worker", "show", "stress/s-1"])["last_index"],
-        last_index,
-        "time travel wrote nothing"
+        last_index + 4,
+        "time travel wrote nothing (the 4 entries are the call made while following)"
     );
 
     // interrupt, a refused call, resume
@@ -295,7 +334,7 @@ async fn an_operator_drives_a_server_through_the_cli() {
     assert_ne!(resumed["status"], "interrupted", "{resumed}");
     assert_eq!(
         cli.json(&["worker", "invoke", "stress/s-1", "ping"])["result"],
-        5
+        6
     );
 
     // fork at the second call: it goes on from there, the original from where it is
@@ -309,7 +348,7 @@ async fn an_operator_drives_a_server_through_the_cli() {
     );
     assert_eq!(
         cli.json(&["worker", "invoke", "stress/s-1", "ping"])["result"],
-        6
+        7
     );
     cli.refused(
         &["worker", "fork", "stress/s-1", "s-1-fork"],
