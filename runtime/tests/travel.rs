@@ -217,3 +217,54 @@ async fn a_truncated_log_shows_and_forks_what_follows_its_snapshot() {
     assert_eq!(add(&rt, &fork, "f27").await, 27);
     assert_eq!(add(&rt, &worker, "d26").await, 26);
 }
+
+/// A fork refused for its index leaves nothing, also when part of the copy was written
+/// before the index was found to be inside an invocation (each keyed outcome is its own
+/// append).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fork_leaves_no_partial_copy() {
+    let cache = tempfile::tempdir().unwrap();
+    let store: Arc<dyn OplogStore> = Arc::new(MemoryStore::default());
+    let rt = runtime(store.clone(), support::limits(), cache.path());
+    let worker = WorkerId::new("user-activity", "keyed");
+    for i in 1..=5 {
+        rt.invoke(
+            worker.clone(),
+            "add-activity",
+            vec![Value::String("run".into()), Value::String(format!("d{i}"))],
+            Some(format!("key-{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let log = whole_log(&*store, &worker).await;
+    let last_start = log
+        .iter()
+        .rev()
+        .find(|e| matches!(e.entry, OplogEntry::InvocationStarted { .. }))
+        .unwrap()
+        .seq;
+    let e = rt
+        .fork(&worker, "keyed-fork", Some(last_start + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_argument", "{e}");
+    let fork = WorkerId::new("user-activity", "keyed-fork");
+    assert_eq!(store.metadata(&fork).await.unwrap(), None);
+    assert!(rt.status(&fork).await.unwrap().is_none());
+    // At the index before it, the fork has the four keyed outcomes: a repeat answers from them.
+    rt.fork(&worker, "keyed-fork", Some(last_start - 1))
+        .await
+        .unwrap();
+    let again = rt
+        .invoke(
+            fork.clone(),
+            "add-activity",
+            vec![Value::String("run".into()), Value::String("d2".into())],
+            Some("key-2".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Value::U64(2)], "the stored outcome of key-2");
+    assert_eq!(add(&rt, &fork, "f5").await, 5);
+}

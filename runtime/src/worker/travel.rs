@@ -219,6 +219,11 @@ pub(crate) async fn fork(
         )));
     }
     if let Some(started) = open.filter(|_| at.is_some()) {
+        // Known only at the end of the copy: what was appended of it goes (a fork that is
+        // refused leaves nothing).
+        if copy.written > 0 {
+            ctx.oplog.delete_worker(&ctx.id).await?;
+        }
         return Err(InvokeError::BadArguments(format!(
             "index {end} of worker {source} is inside the invocation that started at {started}; \
              fork at {} (before it) or at the index that ends it",
