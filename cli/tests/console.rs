@@ -9,6 +9,7 @@ mod support;
 
 use base64::Engine;
 use serde_json::{Value as Json, json};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,8 +28,11 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Ends chromedriver and the Chromium it started, which outlives it otherwise when a
+    /// failed step leaves the session open: both are in the process group made for them.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -55,6 +59,8 @@ fn driver() -> Driver {
         .port();
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
+        // A process group of its own, which Chromium joins: ended whole by `Drop`.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
