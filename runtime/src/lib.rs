@@ -704,18 +704,19 @@ impl Runtime {
     }
 
     /// Up to `limit` (at most `OPLOG_PAGE_ENTRIES_MAX`) entries of the worker's log from index
-    /// `from`, as stored; `None` if the worker does not exist.
+    /// `from`, as stored, and the log's last index; `None` if the worker does not exist.
     pub async fn oplog(
         &self,
         worker: &WorkerId,
         from: u64,
         limit: usize,
-    ) -> Result<Option<Vec<revenant_storage::SequencedEntry>>, InvokeError> {
-        if self.oplog.metadata(worker).await?.is_none() {
+    ) -> Result<Option<(Vec<revenant_storage::SequencedEntry>, u64)>, InvokeError> {
+        let Some(metadata) = self.oplog.metadata(worker).await? else {
             return Ok(None);
-        }
+        };
         let limit = limit.min(limits::OPLOG_PAGE_ENTRIES_MAX);
-        Ok(Some(self.oplog.read(worker, from.max(1), limit).await?))
+        let entries = self.oplog.read(worker, from.max(1), limit).await?;
+        Ok(Some((entries, metadata.last_index)))
     }
 
     /// Time travel: calls `function` on the worker's state as it was after entry `at` of its

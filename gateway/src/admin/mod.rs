@@ -260,10 +260,12 @@ impl<K: KvStore> Admin<K> {
                 let query = crate::parse_query(request.uri().query().unwrap_or(""))?;
                 let from = number(&query, "from")?.unwrap_or(1);
                 let limit = number(&query, "limit")?.unwrap_or(100) as usize;
-                let Some(entries) = self.runtime.oplog(&worker, from, limit).await? else {
+                // The last index from the same read of the metadata: `log` would also count the
+                // log's bytes, a scan of all of it.
+                let Some((entries, last_index)) = self.runtime.oplog(&worker, from, limit).await?
+                else {
                     return Err(not_found(&worker));
                 };
-                let last_index = self.runtime.log(&worker).await?.map_or(0, |l| l.last_index);
                 let mut shown = Vec::with_capacity(entries.len());
                 let mut bytes = 0;
                 let mut next = entries.last().map(|e| e.seq + 1);
