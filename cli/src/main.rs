@@ -5,6 +5,7 @@ mod admin_token;
 mod cluster_node;
 mod config;
 mod ops;
+mod telemetry;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -194,16 +195,15 @@ struct ProjectArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REVENANT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for a terminal only: a log file or a collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // The server's commands install the log once their configuration is read: it may ask
+    // for spans to be exported (`telemetry.rs`).
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Check { .. } | Command::Openapi { .. }
+    ) {
+        telemetry::init_log();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -223,6 +223,8 @@ fn main() -> ExitCode {
         Command::Admin(args) => runtime.block_on(ops::raw(args)),
         Command::Config { verb } => config_command(verb),
     };
+    // Here, off the runtime's threads: the last exports are sent on them.
+    telemetry::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Invalid(text)) => {
@@ -346,8 +348,13 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     let config =
         config::load(&args.config, &overrides).map_err(|d| Failure::Invalid(d.to_string()))?;
     if mode != Mode::Serve {
+        telemetry::init_log();
         return check(&args.config, &config, mode);
     }
+    telemetry::init(
+        config.telemetry.as_ref(),
+        &tokio::runtime::Handle::current(),
+    )?;
     let store = config.store.describe();
     #[cfg(not(feature = "foundationdb"))]
     if let config::StoreChoice::FoundationDb(_) = config.store {

@@ -126,3 +126,55 @@ fn the_default_tree_round_trips_and_layers_override_in_order() {
         "{stderr}"
     );
 }
+
+/// `telemetry:`: a bad endpoint, header or ratio is refused where it was written; export
+/// headers (credentials, as often as not) are shown only as set.
+#[test]
+fn telemetry_settings_are_checked_and_their_headers_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = workspace().join("target/wasm32-wasip2/guest/user_activity.wasm");
+    let project = dir.path().join("revenant.yaml");
+    let path = project.to_str().unwrap();
+    let write = |telemetry: &str| {
+        std::fs::write(
+            &project,
+            format!(
+                "components:\n  user-activity: {}\ntelemetry:\n{telemetry}",
+                component.display()
+            ),
+        )
+        .unwrap()
+    };
+    write("  otlp_endpoint: http://127.0.0.1:4318\n  headers:\n    authorization: Bearer s3cret\n");
+    let (code, _, stderr) = revenant(&["check", "--config", path], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let tree = show(&project, &[], &[]);
+    assert_eq!(tree["telemetry"]["headers"]["authorization"], "(set)");
+    assert_eq!(tree["telemetry"]["otlp_endpoint"], "http://127.0.0.1:4318");
+    assert!(!tree.to_string().contains("s3cret"));
+    for (telemetry, at, what) in [
+        (
+            "  otlp_endpoint: ftp://collector\n",
+            "4:18:",
+            "otlp_endpoint",
+        ),
+        (
+            "  otlp_endpoint: http://c:4318\n  sample_ratio: 1.5\n",
+            "5:17:",
+            "sample_ratio",
+        ),
+        (
+            "  otlp_endpoint: http://c:4318\n  headers:\n    \"bad name\": x\n",
+            "6:17:",
+            "telemetry.headers",
+        ),
+    ] {
+        write(telemetry);
+        let (code, _, stderr) = revenant(&["check", "--config", path], &[]);
+        assert_eq!(code, Some(2), "{telemetry}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{path}:{at}")) && stderr.contains(what),
+            "{telemetry}: {stderr}"
+        );
+    }
+}

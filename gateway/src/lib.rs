@@ -230,14 +230,25 @@ impl Gateway {
         };
         // At debug level, off by default: REVENANT_LOG=debug shows a request's span around its
         // invocation's (docs/operations.md).
+        // A malformed `traceparent` is ignored, as the specification asks: a new trace starts.
+        let trace = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(revenant_runtime::trace::TraceContext::parse);
         let span = tracing::debug_span!(
             "request",
             method = %request.method(),
             route = %binding.label,
             trace_id = tracing::field::Empty,
         );
+        if let Some(t) = &trace {
+            span.record("trace_id", tracing::field::display(t.trace_id_hex()));
+            // Before the span is entered: an exporter takes its parent from here.
+            revenant_runtime::trace::adopt(&span, t);
+        }
         let mut response = self
-            .serve(binding, &found, request, cluster)
+            .serve(binding, &found, request, cluster, trace)
             .instrument(span)
             .await
             .unwrap_or_else(ApiError::into_response);
@@ -254,6 +265,7 @@ impl Gateway {
         found: &route::Found<'_>,
         request: Request<B>,
         cluster: Option<&cluster::Forwarder>,
+        trace: Option<revenant_runtime::trace::TraceContext>,
     ) -> Result<Response<Full<Bytes>>, ApiError>
     where
         B: http_body::Body<Data = Bytes>,
@@ -266,15 +278,6 @@ impl Gateway {
         let query = inputs::parse_query(request.uri().query().unwrap_or(""))?;
         let idempotency_key = inputs::idempotency_key(request.headers())?;
         let forwarded = request.extensions().get::<cluster::Forwarded>().copied();
-        // A malformed `traceparent` is ignored, as the specification asks: a new trace starts.
-        let trace = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(revenant_runtime::trace::TraceContext::parse);
-        if let Some(t) = &trace {
-            tracing::Span::current().record("trace_id", tracing::field::display(t.trace_id_hex()));
-        }
         let (parts, body) = request.into_parts();
         let mut inputs = Inputs {
             params: &found.params,

@@ -7,7 +7,13 @@
 //! two changes, and a call made without one (a test, the admin API) simply has none.
 //!
 //! Parsing and formatting the header are written here: the format is 55 characters of hex and
-//! dashes, and the OpenTelemetry crates that parse it bring a tracing pipeline we do not run.
+//! dashes, and the OpenTelemetry crates that parse it would be a dependency of every build,
+//! while only a build that exports spans (the CLI's `otlp` feature) runs their pipeline.
+//!
+//! Such a build installs an [`Export`]: it makes the request's span a child of the caller's in
+//! the exported trace ([`adopt`]), and names the invocation's exported span as the parent of
+//! the upstream requests ([`exported`]), so that a trace viewer shows caller → request →
+//! invocation → upstream as one tree. Without one both are no-ops and the ids above are used.
 
 /// A trace and the span a request of it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +23,34 @@ pub struct TraceContext {
     pub parent_id: [u8; 8],
     /// The caller's `sampled` flag, passed on as it came.
     pub sampled: bool,
+}
+
+/// What an exporter of spans adds to the contexts here (see the module's documentation).
+pub trait Export: Send + Sync + 'static {
+    /// Makes `span`, not yet entered, a child of the caller's span in the exported trace.
+    fn adopt(&self, span: &tracing::Span, caller: &TraceContext);
+    /// The exported trace and span id of `span`, if it is exported.
+    fn context(&self, span: &tracing::Span) -> Option<TraceContext>;
+}
+
+static EXPORT: std::sync::OnceLock<Box<dyn Export>> = std::sync::OnceLock::new();
+
+/// Installs the process's exporter; `false` if one was installed already (the first stays).
+pub fn install(export: Box<dyn Export>) -> bool {
+    EXPORT.set(export).is_ok()
+}
+
+/// Makes `span` a child of the caller's span for the exporter, if there is one.
+pub fn adopt(span: &tracing::Span, caller: &TraceContext) {
+    if let Some(export) = EXPORT.get() {
+        export.adopt(span, caller);
+    }
+}
+
+/// The exported context of the current span, if spans are exported and it is one: the parent
+/// an outgoing request names.
+pub fn exported() -> Option<TraceContext> {
+    EXPORT.get()?.context(&tracing::Span::current())
 }
 
 tokio::task_local! {

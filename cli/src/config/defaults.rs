@@ -95,6 +95,18 @@ cluster:
   shards: {shards}
   # Milliseconds a node's lease on a shard lasts without renewal.
   lease_ms: {lease}
+# Exporting the request and invocation spans to an OpenTelemetry collector (docs/operations.md).
+telemetry:
+  # The collector's OTLP/HTTP URL (protobuf), like http://127.0.0.1:4318 (/v1/traces is added
+  # to a URL without a path); null: no export.
+  otlp_endpoint: null
+  # Headers sent with every export, e.g. {{authorization: \"Bearer ...\"}}.
+  headers: {{}}
+  # The service.name the spans are exported under.
+  service_name: revenant
+  # Share (0 to 1) of the traces this node starts that are exported; a caller's traceparent
+  # decides for its own trace by its sampled flag.
+  sample_ratio: 1.0
 ",
         data = super::DEFAULT_DATA,
         active = revenant_runtime::limits::ACTIVE_WORKERS_DEFAULT,

@@ -49,6 +49,34 @@ struct ConfigFile {
     store: Option<Spanned<String>>,
     #[serde(default)]
     cluster: ClusterFile,
+    #[serde(default)]
+    telemetry: TelemetryFile,
+}
+
+/// `telemetry:` — exporting the request and invocation spans over OTLP (`telemetry.rs`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryFile {
+    /// The collector's OTLP/HTTP URL; `/v1/traces` is added to one without a path.
+    otlp_endpoint: Option<Spanned<String>>,
+    /// Headers sent with every export (a vendor's API key, say).
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    service_name: Option<Spanned<String>>,
+    /// Share of the traces this node starts that are exported; a caller's `sampled` flag
+    /// decides for the traces it starts.
+    sample_ratio: Option<Spanned<f64>>,
+}
+
+/// A validated `telemetry:`: `None` when nothing is exported.
+#[derive(Clone, Debug)]
+// A build without the exporter refuses an endpoint, so it never reads one.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: http::Uri,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub service_name: String,
+    pub sample_ratio: f64,
 }
 
 /// `cluster:` — a node of several sharing one store (PostgreSQL or FoundationDB).
@@ -215,6 +243,7 @@ pub struct Config {
     pub admin_hosts: Vec<String>,
     pub store: StoreChoice,
     pub cluster: ClusterConfig,
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// Flags and environment variables that override the file.
@@ -537,6 +566,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
         (None, None) => Some(StoreChoice::Embedded),
     };
     let cluster = cluster_config(file_name, &file.cluster, overrides, &mut problems);
+    let telemetry = telemetry_config(file_name, &file.telemetry, &mut problems);
     let spec = ApiSpec {
         auth: file.auth.clone(),
         routes: file.routes.clone(),
@@ -572,6 +602,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
                 admin_hosts,
                 store,
                 cluster,
+                telemetry,
             })
         }
         _ => Err(Diagnostics(problems)),
@@ -690,6 +721,77 @@ fn cluster_config(
     }
 }
 
+fn telemetry_config(
+    file_name: &Sources,
+    t: &TelemetryFile,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<TelemetryConfig> {
+    let endpoint = t.otlp_endpoint.as_ref()?;
+    let before = problems.len();
+    if !cfg!(feature = "otlp") {
+        problems.push(Diagnostic::new(
+            file_name.at(endpoint.span()),
+            "`telemetry.otlp_endpoint`: this build has no OTLP exporter; build it with the \
+             cargo feature `otlp` (on by default), or unset the key",
+        ));
+        return None;
+    }
+    let uri = match endpoint.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            if u.path() == "/" {
+                // A collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is given.
+                format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                    .parse()
+                    .ok()
+            } else {
+                Some(u)
+            }
+        }
+        _ => None,
+    };
+    if uri.is_none() {
+        problems.push(Diagnostic::new(
+            file_name.at(endpoint.span()),
+            "`telemetry.otlp_endpoint` must be an http:// or https:// URL, like \
+             http://127.0.0.1:4318 (a collector's OTLP/HTTP port)",
+        ));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &t.headers {
+        match (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => problems.push(Diagnostic::new(
+                file_name.at(value.span()),
+                format!("`telemetry.headers`: `{name}` is not a valid header name and value"),
+            )),
+        }
+    }
+    let service_name = t
+        .service_name
+        .as_ref()
+        .map_or_else(|| "revenant".to_string(), |s| s.to_string());
+    let sample_ratio = match &t.sample_ratio {
+        Some(r) if !(0.0..=1.0).contains(&**r) => {
+            problems.push(Diagnostic::new(
+                file_name.at(r.span()),
+                "`telemetry.sample_ratio` must be between 0 and 1",
+            ));
+            1.0
+        }
+        Some(r) => **r,
+        None => 1.0,
+    };
+    (problems.len() == before).then(|| TelemetryConfig {
+        otlp_endpoint: uri.expect("checked above"),
+        headers,
+        service_name,
+        sample_ratio,
+    })
+}
+
 /// The tree the layers make of `path` (defaults, file, environment, `--set`), as JSON, with
 /// the admin token and cluster secret shown only as set or not: `revenant config show`.
 /// Routes and auth are the API definition's, shown by `revenant check`.
@@ -700,6 +802,14 @@ pub fn show(path: &Path, sets: &[String]) -> Result<serde_json::Value, Diagnosti
         if let Some(v) = tree.get_mut(section).and_then(|s| s.get_mut(key))
             && !v.is_null()
         {
+            *v = serde_json::Value::String("(set)".into());
+        }
+    }
+    // Export headers carry credentials as often as not.
+    if let Some(serde_json::Value::Object(headers)) =
+        tree.get_mut("telemetry").and_then(|t| t.get_mut("headers"))
+    {
+        for v in headers.values_mut() {
             *v = serde_json::Value::String("(set)".into());
         }
     }
@@ -877,8 +987,9 @@ mod tests {
         if let serde_json::Value::Object(map) = v {
             for (k, v) in map {
                 let path = format!("{prefix}{k}");
-                // `components` is a map of the user's names, not keys of the tree.
-                if v.is_object() && k != "components" {
+                // `components` and `telemetry.headers` are maps of the user's names, not keys
+                // of the tree.
+                if v.is_object() && k != "components" && path != "telemetry.headers" {
                     json_keys(v, &format!("{path}."), out);
                 } else {
                     out.push(path);

@@ -173,11 +173,16 @@ fn outcome_value(outcome: Result<(http::response::Parts, Bytes), String>) -> Val
 /// caller's trace (a new trace when the call came with none), unless the guest set its own.
 /// Added after the request was recorded, not to it: a replay compares the guest's own request,
 /// and the span id is new each time the request is sent.
-fn with_trace(headers: &mut http::HeaderMap, trace: Option<crate::trace::TraceContext>) {
+fn with_trace(
+    headers: &mut http::HeaderMap,
+    trace: Option<crate::trace::TraceContext>,
+    exported: Option<crate::trace::TraceContext>,
+) {
     if headers.contains_key("traceparent") {
         return;
     }
-    let child = trace.map_or_else(crate::trace::TraceContext::new_root, |t| t.child());
+    let child = exported
+        .unwrap_or_else(|| trace.map_or_else(crate::trace::TraceContext::new_root, |t| t.child()));
     if let Ok(value) = http::HeaderValue::from_str(&child.header()) {
         headers.insert("traceparent", value);
     }
@@ -205,6 +210,9 @@ impl WasiHttpHooks for Durability {
             self.worker.clone(),
             self.trace,
         );
+        // Taken here, inside the guest's call and so inside its invocation's span: the future
+        // below may be polled elsewhere.
+        let exported = crate::trace::exported();
         Box::new(async move {
             let (parts, body) = read_request(request).await?;
             // Refused before anything was recorded (a read-only call, too many host calls, a
@@ -217,7 +225,7 @@ impl WasiHttpHooks for Durability {
                 Decision::Perform(pending) => {
                     pending.before_effect().await.map_err(failed)?;
                     let mut parts = parts;
-                    with_trace(&mut parts.headers, trace);
+                    with_trace(&mut parts.headers, trace, exported);
                     let outcome = outgoing
                         .perform(&mine, worker.as_deref(), parts, body)
                         .await;
