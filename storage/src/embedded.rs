@@ -108,6 +108,16 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, recovering whatever its journal holds.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(StorageError::engine)?;
+        // Before fjall, which would cut a damaged journal where it stops reading.
+        if let Some(torn) = crate::journal_audit::audit(dir)? {
+            tracing::warn!(
+                file = %torn.file.display(),
+                offset = torn.offset,
+                bytes = torn.bytes,
+                "the journal ends in a torn write (a batch cut short by a crash, never \
+                 acknowledged); it is dropped"
+            );
+        }
         let db = Database::builder(dir)
             .open()
             .map_err(StorageError::engine)?;

@@ -26,6 +26,17 @@ pub enum StorageError {
     /// The append does not follow the log (a gap, or a different entry at its position).
     #[error("append refused: {0}")]
     Rejected(String),
+    /// Stored data is damaged where the store cannot tell it from good data by itself; nothing
+    /// was changed on disk. Refused at start-up (`journal_audit.rs`).
+    #[error(
+        "{file} is damaged at byte {offset}: {reason}. The file was left as it is: restore the \
+         store from a backup, or move the damaged file aside to start from what precedes it"
+    )]
+    Damaged {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
     /// The store is shutting down or its committer is gone.
     #[error("storage is closed")]
     Closed,

@@ -12,6 +12,7 @@ mod error;
 #[cfg(feature = "foundationdb")]
 pub mod fdb;
 pub mod intercept;
+pub mod journal_audit;
 pub mod kv;
 pub mod kv_oplog;
 pub mod layout;
