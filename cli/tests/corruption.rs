@@ -109,3 +109,58 @@ async fn a_torn_last_write_is_dropped_and_the_rest_served() {
         "only the last write was torn: {short} users short"
     );
 }
+
+/// A damaged oplog entry (its checksum fails) answers `500 storage_damaged`, which says the
+/// worker's data is damaged, not `503 storage_unavailable`, which clients read as "retry";
+/// other workers are served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_entry_answers_storage_damaged_and_others_are_served() {
+    use revenant_storage::kv::{KvStore, Transaction};
+    let data = tempfile::tempdir().unwrap();
+    {
+        let server = Server::start(&demo_config(), data.path());
+        let http = Http::new();
+        for user in ["alice", "bob"] {
+            for i in 0..3 {
+                http.post(
+                    &format!("{}/user/{user}/activities", server.url),
+                    json!({"kind": "k", "detail": format!("{user} {i}")}),
+                )
+                .await;
+            }
+        }
+        server.kill9();
+    }
+    {
+        let store =
+            revenant_storage::embedded::EmbeddedStore::open(&data.path().join("store")).unwrap();
+        let alice = revenant_storage::WorkerId::new("user-activity", "user-alice");
+        let key = revenant_storage::layout::keys::oplog_entry(&alice, 2);
+        store
+            .transact(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let mut value = tx.get(&key, false).await?.expect("alice's entry 2");
+                    let middle = value.len() / 2;
+                    value[middle] ^= 0x01;
+                    tx.set(&key, &value);
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+    }
+    let server = Server::start(&demo_config(), data.path());
+    let http = Http::new();
+    let (status, body) = http
+        .request("GET", &format!("{}/user/alice/count", server.url), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "storage_damaged", "{body}");
+    let (status, count) = http
+        .request("GET", &format!("{}/user/bob/count", server.url), None)
+        .await
+        .unwrap();
+    assert_eq!((status, count), (200, json!(3)));
+}

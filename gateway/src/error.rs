@@ -51,6 +51,7 @@ pub enum ErrorCode {
     UnknownFunction,
     Internal,
     StorageUnavailable,
+    StorageDamaged,
     TooManyWorkers,
     InvocationTimeout,
     DeadlineExceeded,
@@ -62,7 +63,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 48] = [
+    pub const ALL: [ErrorCode; 49] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -103,6 +104,7 @@ impl ErrorCode {
         Self::UnknownFunction,
         Self::Internal,
         Self::StorageUnavailable,
+        Self::StorageDamaged,
         Self::TooManyWorkers,
         Self::InvocationTimeout,
         Self::DeadlineExceeded,
@@ -155,6 +157,7 @@ impl ErrorCode {
             Self::UnknownFunction => "unknown_function",
             Self::Internal => "internal",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::StorageDamaged => "storage_damaged",
             Self::TooManyWorkers => "too_many_workers",
             Self::InvocationTimeout => "invocation_timeout",
             Self::DeadlineExceeded => "deadline_exceeded",
@@ -202,6 +205,7 @@ impl ErrorCode {
             | Self::ReadOnlyViolation
             | Self::UnknownComponent
             | Self::UnknownFunction
+            | Self::StorageDamaged
             | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::WorkerExited | Self::OutcomeTruncated => StatusCode::GONE,
             Self::StorageUnavailable
@@ -296,6 +300,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::MailboxFull(_) => ErrorCode::MailboxFull,
             InvokeError::TooManyWorkers(_) => ErrorCode::TooManyWorkers,
             InvokeError::Storage(_) => ErrorCode::StorageUnavailable,
+            InvokeError::StorageDamaged(_) => ErrorCode::StorageDamaged,
             InvokeError::Timeout(_) => ErrorCode::InvocationTimeout,
             InvokeError::Interrupted(_) => ErrorCode::WorkerInterrupted,
             InvokeError::WorkerNotFound(_) => ErrorCode::WorkerNotFound,

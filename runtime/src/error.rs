@@ -54,6 +54,10 @@ pub enum InvokeError {
     ReadOnlyViolation(String),
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The worker's stored data is damaged (`StorageError::is_damage`): not served, and a
+    /// retry will not help.
+    #[error("the worker's stored data is damaged: {0}")]
+    StorageDamaged(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// This node does not serve the worker (another node holds its shard, or nobody does
@@ -94,6 +98,7 @@ impl InvokeError {
             Self::Divergence(_) => "worker_diverged",
             Self::ReadOnlyViolation(_) => "read_only_violation",
             Self::Storage(_) => "storage_unavailable",
+            Self::StorageDamaged(_) => "storage_damaged",
             Self::Internal(_) => "internal",
             Self::NotOwner(_) => "not_owner",
             Self::Moved(_) => "worker_moved",
@@ -133,7 +138,11 @@ pub(crate) fn recorded_code(code: &str) -> &'static str {
 
 impl From<StorageError> for InvokeError {
     fn from(e: StorageError) -> Self {
-        Self::Storage(e.to_string())
+        if e.is_damage() {
+            Self::StorageDamaged(e.to_string())
+        } else {
+            Self::Storage(e.to_string())
+        }
     }
 }
 

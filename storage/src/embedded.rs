@@ -435,7 +435,7 @@ impl Committer {
         self.keyspace
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| KvError::Engine(e.to_string()))
+            .map_err(crate::error::fjall_kv)
     }
 
     fn validate_append(
@@ -533,11 +533,7 @@ impl Committer {
         for (b, e) in &buffer.cleared {
             let mut doomed: Vec<Vec<u8>> = Vec::new();
             for item in self.keyspace.range(b.as_slice()..e.as_slice()) {
-                doomed.push(
-                    item.key()
-                        .map_err(|e| KvError::Engine(e.to_string()))?
-                        .to_vec(),
-                );
+                doomed.push(item.key().map_err(crate::error::fjall_kv)?.to_vec());
             }
             doomed.extend(
                 overlay
@@ -615,7 +611,7 @@ impl OplogStore for EmbeddedStore {
             let mut out = Vec::new();
             let mut bytes = 0;
             for item in keyspace.range(start..end).take(limit) {
-                let (key, value) = item.into_inner().map_err(StorageError::engine)?;
+                let (key, value) = item.into_inner().map_err(StorageError::fjall)?;
                 let row = decode_row(&worker, &key, &value)?;
                 bytes += row_bytes(&row, &value);
                 if bytes > READ_PAGE_BYTES_MAX && !out.is_empty() {
@@ -631,7 +627,7 @@ impl OplogStore for EmbeddedStore {
                             .map(|g| {
                                 g.into_inner()
                                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                                    .map_err(StorageError::engine)
+                                    .map_err(StorageError::fjall)
                             })
                             .collect::<Result<Vec<_>, _>>()?;
                         assemble_row(&worker, seq, &reference, chunks)?
@@ -678,7 +674,7 @@ impl OplogStore for EmbeddedStore {
         let value = self
             .keyspace
             .get(keys::idempotency(worker, key))
-            .map_err(StorageError::engine)?;
+            .map_err(StorageError::fjall)?;
         value.map(|v| decode_seq(&v)).transpose()
     }
 
@@ -686,7 +682,7 @@ impl OplogStore for EmbeddedStore {
         let value = self
             .keyspace
             .get(keys::worker_metadata(worker))
-            .map_err(StorageError::engine)?;
+            .map_err(StorageError::fjall)?;
         value.map(|v| decode_metadata(worker, &v)).transpose()
     }
 }
@@ -716,7 +712,7 @@ impl SnapshotReader for FjallReader {
         self.snapshot
             .get(&self.keyspace, key)
             .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| KvError::Engine(e.to_string()))
+            .map_err(crate::error::fjall_kv)
     }
 
     fn read_range(
@@ -736,7 +732,7 @@ impl SnapshotReader for FjallReader {
             .map(|g| {
                 g.into_inner()
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|e| KvError::Engine(e.to_string()))
+                    .map_err(crate::error::fjall_kv)
             })
             .collect()
     }

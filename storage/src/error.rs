@@ -37,6 +37,10 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// The store's files are damaged where a read needed them (a table block whose checksum
+    /// fails, say): the data is not served, and retrying will not help.
+    #[error("the store's files are damaged: {0}")]
+    Unreadable(String),
     /// The store is shutting down or its committer is gone.
     #[error("storage is closed")]
     Closed,
@@ -45,6 +49,58 @@ pub enum StorageError {
 impl StorageError {
     pub(crate) fn engine(e: impl fmt::Display) -> Self {
         Self::Engine(e.to_string())
+    }
+
+    /// The stored data itself is wrong (an entry, a journal, a table): the answer is
+    /// `storage_damaged`, not the `storage_unavailable` that invites a retry.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt { .. } | Self::Damaged { .. } | Self::Unreadable(_)
+        )
+    }
+
+    /// An error of fjall's, told apart: damage its checksums or decoders found, or the
+    /// engine failing.
+    pub(crate) fn fjall(e: fjall::Error) -> Self {
+        if fjall_damage(&e) {
+            Self::Unreadable(e.to_string())
+        } else {
+            Self::Engine(e.to_string())
+        }
+    }
+}
+
+/// Whether fjall's error says its files hold something it cannot read back.
+pub(crate) fn fjall_damage(e: &fjall::Error) -> bool {
+    use fjall::Error as F;
+    use fjall::LsmError as L;
+    match e {
+        F::Storage(l) => matches!(
+            l,
+            L::ChecksumMismatch { .. }
+                | L::Decompress(_)
+                | L::InvalidTag(_)
+                | L::InvalidTrailer
+                | L::InvalidHeader(_)
+                | L::InvalidVersion(_)
+                | L::Utf8(_)
+        ),
+        F::JournalRecovery(_)
+        | F::Decompress(_)
+        | F::InvalidTrailer
+        | F::InvalidTag(_)
+        | F::InvalidVersion(_) => true,
+        _ => false,
+    }
+}
+
+/// fjall's error as a transaction's.
+pub(crate) fn fjall_kv(e: fjall::Error) -> crate::kv::KvError {
+    if fjall_damage(&e) {
+        crate::kv::KvError::Damaged(e.to_string())
+    } else {
+        crate::kv::KvError::Engine(e.to_string())
     }
 }
 
@@ -63,6 +119,9 @@ impl From<crate::kv::KvError> for StorageError {
             },
             KvError::Invalid(m) => Self::Rejected(m),
             KvError::ValueTooLarge { bytes, limit } => Self::EntryTooLarge { bytes, limit },
+            // Without the prefix the engine's message already has.
+            KvError::Engine(m) => Self::Engine(m),
+            KvError::Damaged(m) => Self::Unreadable(m),
             other => Self::Engine(other.to_string()),
         }
     }

@@ -76,6 +76,9 @@ pub enum KvError {
     Invalid(String),
     #[error("storage engine failed: {0}")]
     Engine(String),
+    /// The store's files hold something its checksums or decoders refuse.
+    #[error("the store's files are damaged: {0}")]
+    Damaged(String),
     /// An error from the FoundationDB client, by its code (FoundationDB's own retry loop has
     /// already retried it if it was retryable).
     #[error("FoundationDB error {code}: {message}")]
