@@ -374,9 +374,11 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
     match config.store.clone() {
         config::StoreChoice::Embedded => {
             let store_dir = config.data.join("store");
-            let kv = Arc::new(EmbeddedStore::open(&store_dir).with_context(|| {
-                format!("store `embedded`: cannot open {}", store_dir.display())
-            })?);
+            let kv = Arc::new(
+                EmbeddedStore::open_with(&store_dir, config.store_free_min_bytes).with_context(
+                    || format!("store `embedded`: cannot open {}", store_dir.display()),
+                )?,
+            );
             run(config, kv.clone(), kv, false).await
         }
         config::StoreChoice::Postgres(url) => {

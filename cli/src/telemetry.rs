@@ -24,6 +24,10 @@ where
 {
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // A line that cannot be written (stderr on a full disk) is lost, and that is all: by
+        // default the layer reports it with `eprintln!`, which panics when stderr fails, in
+        // whatever task logged, a request's included.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(
             EnvFilter::try_from_env("REVENANT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

@@ -52,6 +52,7 @@ pub enum ErrorCode {
     Internal,
     StorageUnavailable,
     StorageDamaged,
+    StorageFull,
     TooManyWorkers,
     InvocationTimeout,
     DeadlineExceeded,
@@ -63,7 +64,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 50] = [
         Self::BadArgument,
         Self::BadHeader,
         Self::UnsupportedMediaType,
@@ -105,6 +106,7 @@ impl ErrorCode {
         Self::Internal,
         Self::StorageUnavailable,
         Self::StorageDamaged,
+        Self::StorageFull,
         Self::TooManyWorkers,
         Self::InvocationTimeout,
         Self::DeadlineExceeded,
@@ -158,6 +160,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::StorageUnavailable => "storage_unavailable",
             Self::StorageDamaged => "storage_damaged",
+            Self::StorageFull => "storage_full",
             Self::TooManyWorkers => "too_many_workers",
             Self::InvocationTimeout => "invocation_timeout",
             Self::DeadlineExceeded => "deadline_exceeded",
@@ -215,6 +218,7 @@ impl ErrorCode {
             | Self::ShardUnavailable
             | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::ForwardFailed => StatusCode::BAD_GATEWAY,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::InvocationTimeout | Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -301,6 +305,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::TooManyWorkers(_) => ErrorCode::TooManyWorkers,
             InvokeError::Storage(_) => ErrorCode::StorageUnavailable,
             InvokeError::StorageDamaged(_) => ErrorCode::StorageDamaged,
+            InvokeError::StorageFull(_) => ErrorCode::StorageFull,
             InvokeError::Timeout(_) => ErrorCode::InvocationTimeout,
             InvokeError::Interrupted(_) => ErrorCode::WorkerInterrupted,
             InvokeError::WorkerNotFound(_) => ErrorCode::WorkerNotFound,

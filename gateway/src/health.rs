@@ -1,6 +1,7 @@
 //! Health for supervisors and load balancers, on the public and the admin listener:
 //! `GET /healthz` answers while the process serves at all; `GET /readyz` answers 200 once the
-//! node can serve calls (the store answers a read, start-up recovery has finished) and 503
+//! node can serve calls (the store answers a read and would accept a write, start-up recovery
+//! has finished) and 503
 //! `not_ready` naming what is missing otherwise. On the public listener a route of the same path
 //! takes precedence, as for `/openapi.json`.
 
@@ -29,7 +30,11 @@ pub(crate) async fn readyz(runtime: &Runtime) -> Response<Full<Bytes>> {
         Recovery::Done => "done".to_string(),
         Recovery::Failed(e) => format!("failed: {e}"),
     };
-    let checks = json!({"store": store, "recovery": recovery});
+    let writes = match &r.writes {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let checks = json!({"store": store, "writes": writes, "recovery": recovery});
     if r.ready() {
         return json_response(
             StatusCode::OK,
@@ -39,6 +44,9 @@ pub(crate) async fn readyz(runtime: &Runtime) -> Response<Full<Bytes>> {
     let mut missing = Vec::new();
     if let Err(e) = &r.store {
         missing.push(format!("the store does not answer ({e})"));
+    }
+    if let Err(e) = &r.writes {
+        missing.push(format!("the store refuses writes ({e})"));
     }
     if r.recovery != Recovery::Done {
         missing.push(format!("start-up recovery is {recovery}"));

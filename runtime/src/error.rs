@@ -58,6 +58,10 @@ pub enum InvokeError {
     /// retry will not help.
     #[error("the worker's stored data is damaged: {0}")]
     StorageDamaged(String),
+    /// The store refused a write for want of disk space (`StorageError::Full`): nothing was
+    /// written; it may be retried once space is freed.
+    #[error("{0}")]
+    StorageFull(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// This node does not serve the worker (another node holds its shard, or nobody does
@@ -99,6 +103,7 @@ impl InvokeError {
             Self::ReadOnlyViolation(_) => "read_only_violation",
             Self::Storage(_) => "storage_unavailable",
             Self::StorageDamaged(_) => "storage_damaged",
+            Self::StorageFull(_) => "storage_full",
             Self::Internal(_) => "internal",
             Self::NotOwner(_) => "not_owner",
             Self::Moved(_) => "worker_moved",
@@ -140,6 +145,8 @@ impl From<StorageError> for InvokeError {
     fn from(e: StorageError) -> Self {
         if e.is_damage() {
             Self::StorageDamaged(e.to_string())
+        } else if matches!(e, StorageError::Full(_)) {
+            Self::StorageFull(e.to_string())
         } else {
             Self::Storage(e.to_string())
         }

@@ -189,6 +189,7 @@ impl Journal {
                     message: e.to_string(),
                     too_large: matches!(e, StorageError::EntryTooLarge { .. }),
                     fenced: matches!(e, StorageError::Fenced { .. }),
+                    full: matches!(e, StorageError::Full(_)),
                 });
                 state.refused_start = start;
             }
@@ -205,4 +206,6 @@ pub(crate) struct Failure {
     pub too_large: bool,
     /// The store refused the append because another node now holds the worker's shard.
     pub fenced: bool,
+    /// The store refused it for want of disk space (nothing written).
+    pub full: bool,
 }

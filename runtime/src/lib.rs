@@ -181,12 +181,14 @@ pub struct Readiness {
     /// `Err` with why, when a read of the store failed or did not answer within
     /// `READY_PROBE_TIMEOUT`.
     pub store: Result<(), String>,
+    /// `Err` with why, when the store would refuse a write now (a full disk).
+    pub writes: Result<(), String>,
     pub recovery: Recovery,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.store.is_ok() && self.recovery == Recovery::Done
+        self.store.is_ok() && self.writes.is_ok() && self.recovery == Recovery::Done
     }
 }
 
@@ -592,8 +594,13 @@ impl Runtime {
                     limits::READY_PROBE_TIMEOUT.as_millis()
                 )),
             };
+        let writes = self.oplog.writable().await.map_err(|e| e.to_string());
         let recovery = self.recovery.lock().expect("never poisoned").clone();
-        Readiness { store, recovery }
+        Readiness {
+            store,
+            writes,
+            recovery,
+        }
     }
 
     /// Workers with a log in the store, over every loaded component: counted page by page, at

@@ -102,11 +102,18 @@ pub struct EmbeddedStore {
     stats: Arc<CommitStats>,
     committer: Option<std::thread::JoinHandle<()>>,
     _reaper: MemtableReaper,
+    space: crate::disk_space::DiskSpace,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, recovering whatever its journal holds.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, crate::limits::DISK_FREE_MIN_BYTES_DEFAULT)
+    }
+
+    /// As `open`, refusing writes while the disk has less than `disk_free_min` bytes free
+    /// (`disk_space.rs`).
+    pub fn open_with(dir: &Path, disk_free_min: u64) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(StorageError::engine)?;
         // Before fjall, which would cut a damaged journal where it stops reading.
         if let Some(torn) = crate::journal_audit::audit(dir)? {
@@ -127,7 +134,9 @@ impl EmbeddedStore {
         let (queue, receiver) = mpsc::channel(APPEND_QUEUE_DEPTH);
         let stats = Arc::new(CommitStats::default());
         let visible = Arc::new(Mutex::new(Visible { version: 1 }));
+        let space = crate::disk_space::DiskSpace::new(dir.to_path_buf(), disk_free_min);
         let committer = Committer {
+            space: space.clone(),
             db: db.clone(),
             keyspace: keyspace.clone(),
             receiver,
@@ -150,6 +159,7 @@ impl EmbeddedStore {
             stats,
             committer: Some(committer),
             _reaper: reaper,
+            space,
         })
     }
 
@@ -257,6 +267,7 @@ const MEMTABLES_HELD_MAX: usize = 8;
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Committer {
+    space: crate::disk_space::DiskSpace,
     db: Database,
     keyspace: Keyspace,
     receiver: mpsc::Receiver<Pending>,
@@ -309,8 +320,14 @@ impl Committer {
         let mut write = self.db.batch();
         let mut outcomes: Vec<Result<(), KvError>> = Vec::with_capacity(batch.len());
         let (mut appends, mut transactions) = (0u64, 0u64);
+        // Refused before fjall sees them, which would poison itself at the end of the disk.
+        let full = self.space.check().err().map(KvError::Full);
         for pending in &batch {
             let outcome = match pending {
+                Pending::Append { .. } if full.is_some() => Err(full.clone().expect("checked")),
+                Pending::Transaction { buffer, .. } if full.is_some() && !buffer.is_read_only() => {
+                    Err(full.clone().expect("checked"))
+                }
                 Pending::Append { rows, check, .. } => self
                     .validate_append(check, rows, &overlay)
                     .map(|write_rows| {
@@ -676,6 +693,10 @@ impl OplogStore for EmbeddedStore {
             .get(keys::idempotency(worker, key))
             .map_err(StorageError::fjall)?;
         value.map(|v| decode_seq(&v)).transpose()
+    }
+
+    async fn writable(&self) -> Result<(), StorageError> {
+        self.space.check().map_err(StorageError::Full)
     }
 
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {

@@ -41,6 +41,10 @@ pub enum StorageError {
     /// fails, say): the data is not served, and retrying will not help.
     #[error("the store's files are damaged: {0}")]
     Unreadable(String),
+    /// The disk holding the store is (nearly) full: the write was refused before anything was
+    /// written (`disk_space.rs`); it may be retried once space is freed.
+    #[error("writes are refused: {0}")]
+    Full(String),
     /// The store is shutting down or its committer is gone.
     #[error("storage is closed")]
     Closed,
@@ -122,6 +126,7 @@ impl From<crate::kv::KvError> for StorageError {
             // Without the prefix the engine's message already has.
             KvError::Engine(m) => Self::Engine(m),
             KvError::Damaged(m) => Self::Unreadable(m),
+            KvError::Full(m) => Self::Full(m),
             other => Self::Engine(other.to_string()),
         }
     }

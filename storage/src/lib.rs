@@ -7,6 +7,7 @@
 //! [`Value`] is a self-describing tree, not a WIT type.
 
 pub mod catalog;
+pub mod disk_space;
 pub mod embedded;
 mod error;
 #[cfg(feature = "foundationdb")]
@@ -120,6 +121,13 @@ pub trait OplogStore: Send + Sync + 'static {
     /// The worker's metadata, or `None` if the worker was never created.
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError>;
 
+    /// Whether appends would be accepted now, as far as the store can tell without writing:
+    /// `Err(StorageError::Full)` when the embedded store's disk is under its reserve
+    /// (`disk_space.rs`). For `/readyz`.
+    async fn writable(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Workers marked as having an invocation in flight.
     async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError>;
 
@@ -178,6 +186,10 @@ impl<T: AppendsItsOwnWay> OplogStore for T {
 
     async fn metadata(&self, worker: &WorkerId) -> Result<Option<WorkerMetadata>, StorageError> {
         self.reads().metadata(worker).await
+    }
+
+    async fn writable(&self) -> Result<(), StorageError> {
+        self.reads().writable().await
     }
 
     async fn in_flight_workers(&self) -> Result<Vec<WorkerId>, StorageError> {

@@ -106,3 +106,11 @@ pub const PG_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// How long opening a connection to PostgreSQL may take: a server that does not answer by then
 /// fails the start (or the call) instead of hanging it.
 pub const PG_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Free space the embedded store keeps on its disk by default: below it, writes are refused
+/// (`storage_full`) before fjall sees them, and accepted again once space is freed. fjall poisons
+/// itself at its first failed write until the process restarts, so it must not be let reach the
+/// end of the disk: the active journal may still need its 64 MiB preallocation for real, a
+/// memtable flush writes a table of up to 64 MiB, and compaction rewrites tables before it
+/// deletes the old ones. Configurable: `limits.store_free_min_mb`.
+pub const DISK_FREE_MIN_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;

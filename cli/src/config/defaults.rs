@@ -57,6 +57,9 @@ limits:
   check_read_only: false
   # Milliseconds a client may take to send a request's headers.
   header_read_timeout_ms: {header}
+  # MiB of free disk space the embedded store keeps: below it writes are refused
+  # (507 storage_full) and reads go on, until space is freed.
+  store_free_min_mb: {free_min}
 # What guests' outgoing HTTP requests may reach, and their bounds (docs/security.md).
 outgoing_http:
   # Hosts, addresses or CIDRs (each with an optional :port) guests may reach besides the
@@ -116,6 +119,7 @@ telemetry:
         idle = ms(WORKER_IDLE_TIMEOUT),
         snapshot = SNAPSHOT_EVERY_INVOCATIONS,
         header = ms(revenant_gateway::limits::HEADER_READ_TIMEOUT),
+        free_min = revenant_storage::limits::DISK_FREE_MIN_BYTES_DEFAULT >> 20,
         connect = ms(HTTP_CONNECT_TIMEOUT),
         first_byte = ms(HTTP_FIRST_BYTE_TIMEOUT),
         request = ms(HTTP_REQUEST_TIMEOUT),

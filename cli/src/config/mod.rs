@@ -202,6 +202,7 @@ struct LimitsFile {
     /// For tests: fail a read-only call that changes its worker's state (two snapshots a read).
     check_read_only: Option<Spanned<bool>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
+    store_free_min_mb: Option<Spanned<u64>>,
 }
 
 /// Reads one limit, checking it lies in `range`.
@@ -242,6 +243,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub admin_hosts: Vec<String>,
     pub store: StoreChoice,
+    /// Free disk space under which the embedded store refuses writes.
+    pub store_free_min_bytes: u64,
     pub cluster: ClusterConfig,
     pub telemetry: Option<TelemetryConfig>,
 }
@@ -408,6 +411,17 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
     ) {
         server.header_read_timeout = Duration::from_millis(ms);
     }
+    let store_free_min_bytes = limit(
+        file_name,
+        &l.store_free_min_mb,
+        "store_free_min_mb",
+        0..=1_048_576,
+        &mut problems,
+    )
+    .map_or(
+        revenant_storage::limits::DISK_FREE_MIN_BYTES_DEFAULT,
+        |mb| mb * 1024 * 1024,
+    );
     let mut outgoing_http = OutgoingHttpConfig::default();
     let o = &file.outgoing_http;
     for rule in &o.allow {
@@ -601,6 +615,7 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Diagnostics> {
                 admin_token,
                 admin_hosts,
                 store,
+                store_free_min_bytes,
                 cluster,
                 telemetry,
             })

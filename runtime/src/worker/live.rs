@@ -220,7 +220,12 @@ pub(super) async fn finish(
         ))
     } else {
         // Nothing of the invocation is durable: the caller may simply try again.
-        return (Err(InvokeError::Storage(failure.message)), false);
+        let error = if failure.full {
+            InvokeError::StorageFull(failure.message)
+        } else {
+            InvokeError::Storage(failure.message)
+        };
+        return (Err(error), false);
     };
     match journal
         .abandon(vec![failed(&key, &error)], idempotency_key)

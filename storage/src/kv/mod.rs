@@ -76,6 +76,9 @@ pub enum KvError {
     Invalid(String),
     #[error("storage engine failed: {0}")]
     Engine(String),
+    /// The store's disk is (nearly) full: nothing was written.
+    #[error("writes are refused: {0}")]
+    Full(String),
     /// The store's files hold something its checksums or decoders refuse.
     #[error("the store's files are damaged: {0}")]
     Damaged(String),
