@@ -120,17 +120,8 @@ mod otlp {
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         let tls = revenant_runtime::tls::client_config(&[]).map_err(anyhow::Error::msg)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
         let client = Collector {
-            client: hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build(https),
+            client: revenant_gateway::auth::https_client(tls),
             runtime: runtime.clone(),
         };
         let exporter = opentelemetry_otlp::SpanExporter::builder()

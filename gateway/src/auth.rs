@@ -74,6 +74,21 @@ pub type JwksClient = hyper_util::client::legacy::Client<
 >;
 
 pub fn jwks_client(tls: rustls::ClientConfig) -> JwksClient {
+    https_client(tls)
+}
+
+/// A client for URLs the operator names (JWKS, an OTLP collector): `https://` verified with
+/// `tls`, or plain `http://`; HTTP/1.1 or HTTP/2.
+pub fn https_client<B>(
+    tls: rustls::ClientConfig,
+) -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    B,
+>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

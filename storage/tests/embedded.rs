@@ -16,6 +16,25 @@ fn entry(n: u64) -> OplogEntry {
     }
 }
 
+/// One entry, `seq`, appended to `worker`'s log.
+fn one(worker: &WorkerId, seq: u64) -> Append {
+    Append {
+        worker: worker.clone(),
+        fence: None,
+        entries: vec![SequencedEntry {
+            seq,
+            entry: entry(seq),
+        }],
+        metadata: WorkerMetadata {
+            component_hash: "h".into(),
+            last_index: seq,
+            snapshot_index: 0,
+        },
+        idempotency: None,
+        in_flight: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_share_commits_and_survive_reopen() {
     const WORKERS: u64 = 64;
@@ -29,24 +48,7 @@ async fn concurrent_appends_share_commits_and_survive_reopen() {
             tasks.push(tokio::spawn(async move {
                 let worker = WorkerId::new("c", format!("w{w}"));
                 for seq in 1..=APPENDS {
-                    store
-                        .append(Append {
-                            worker: worker.clone(),
-                            fence: None,
-                            entries: vec![SequencedEntry {
-                                seq,
-                                entry: entry(seq),
-                            }],
-                            metadata: WorkerMetadata {
-                                component_hash: "h".into(),
-                                last_index: seq,
-                                snapshot_index: 0,
-                            },
-                            idempotency: None,
-                            in_flight: None,
-                        })
-                        .await
-                        .unwrap();
+                    store.append(one(&worker, seq)).await.unwrap();
                 }
             }));
         }
@@ -93,24 +95,8 @@ async fn written_store(dir: &std::path::Path, workers: u64, appends: u64) -> std
     let store = EmbeddedStore::open(dir).unwrap();
     for seq in 1..=appends {
         for w in 0..workers {
-            store
-                .append(Append {
-                    worker: WorkerId::new("c", format!("w{w}")),
-                    fence: None,
-                    entries: vec![SequencedEntry {
-                        seq,
-                        entry: entry(seq),
-                    }],
-                    metadata: WorkerMetadata {
-                        component_hash: "h".into(),
-                        last_index: seq,
-                        snapshot_index: 0,
-                    },
-                    idempotency: None,
-                    in_flight: None,
-                })
-                .await
-                .unwrap();
+            let worker = WorkerId::new("c", format!("w{w}"));
+            store.append(one(&worker, seq)).await.unwrap();
         }
     }
     drop(store);
