@@ -228,14 +228,14 @@ impl Gateway {
         let Some(binding) = found.binding(request.method()) else {
             return (found.not_allowed(request.method()), metrics::NOT_ALLOWED);
         };
-        // At debug level, off by default: REVENANT_LOG=debug shows a request's span around its
-        // invocation's (docs/operations.md).
         // A malformed `traceparent` is ignored, as the specification asks: a new trace starts.
         let trace = request
             .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(revenant_runtime::trace::TraceContext::parse);
+        // At debug level, off by default: REVENANT_LOG=debug shows a request's span around its
+        // invocation's (docs/operations.md).
         let span = tracing::debug_span!(
             "request",
             method = %request.method(),
