@@ -355,6 +355,8 @@ async fn serve(args: ProjectArgs, mode: Mode) -> Result<(), Failure> {
         config.telemetry.as_ref(),
         &tokio::runtime::Handle::current(),
     )?;
+    // Only the test-only `fault-injection` build has crash points to arm.
+    revenant_storage::crash_points::setup();
     let store = config.store.describe();
     #[cfg(not(feature = "foundationdb"))]
     if let config::StoreChoice::FoundationDb(_) = config.store {

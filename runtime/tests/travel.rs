@@ -173,7 +173,7 @@ async fn the_state_at_an_index_is_what_the_worker_returned_there_and_a_fork_cont
 }
 
 /// A log cut at a snapshot can show and fork only what follows the cut: the fork starts with a
-/// `Create` of its own and the snapshot, renumbered, and holds the same state.
+/// `Create` of its own and the snapshot the log was cut at, renumbered, and holds the same state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_log_shows_and_forks_what_follows_its_snapshot() {
     let cache = tempfile::tempdir().unwrap();
@@ -208,9 +208,18 @@ async fn a_truncated_log_shows_and_forks_what_follows_its_snapshot() {
         copy[2].entry,
         OplogEntry::Snapshot { part: 0, .. }
     ));
+    // The copy holds the source's two latest snapshots (the log is cut at the one before the
+    // latest); the fork's metadata points at its copy of the latest, renumbered.
+    let latest = store
+        .metadata(&worker)
+        .await
+        .unwrap()
+        .unwrap()
+        .snapshot_index;
+    assert!(latest > first);
     assert_eq!(
         store.metadata(&fork).await.unwrap().unwrap().snapshot_index,
-        3
+        latest - first + 3
     );
     assert_eq!(add(&rt, &fork, "f26").await, 26);
     rt.evict_where(|_| true);

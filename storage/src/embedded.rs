@@ -322,7 +322,10 @@ impl Committer {
         let (mut appends, mut transactions) = (0u64, 0u64);
         // Refused before fjall sees them, which would poison itself at the end of the disk.
         let full = self.space.check().err().map(KvError::Full);
-        for pending in &batch {
+        for (i, pending) in batch.iter().enumerate() {
+            if i == 1 {
+                crate::crash_points::reached("store.mid_batch");
+            }
             let outcome = match pending {
                 Pending::Append { .. } if full.is_some() => Err(full.clone().expect("checked")),
                 Pending::Transaction { buffer, .. } if full.is_some() && !buffer.is_read_only() => {
@@ -367,6 +370,7 @@ impl Committer {
         // reader may see the batch before the sync; whatever it commits is journaled after it,
         // so it can never become durable without the batch.
         let validated = began.elapsed();
+        crate::crash_points::reached("store.before_append");
         let written = {
             let mut visible = self.visible.lock().expect("visible lock");
             let r = write.commit();
@@ -376,8 +380,10 @@ impl Committer {
             r
         };
         let applied = began.elapsed();
+        crate::crash_points::reached("store.before_sync");
         let written = written.and_then(|()| self.db.persist(PersistMode::SyncData));
         let synced = began.elapsed();
+        crate::crash_points::reached("store.after_sync");
         crate::metrics::committed(batch.len(), synced);
         if synced > SLOW_COMMIT {
             tracing::warn!(

@@ -7,6 +7,7 @@
 //! [`Value`] is a self-describing tree, not a WIT type.
 
 pub mod catalog;
+pub mod crash_points;
 pub mod disk_space;
 pub mod embedded;
 mod error;

@@ -51,7 +51,8 @@ limits:
   # Completed calls between snapshots, for components that export revenant:durable/snapshot;
   # 0: never.
   snapshot_every_invocations: {snapshot}
-  # Remove the log before each snapshot (saves space; time travel then starts at it).
+  # At each snapshot, remove the log before the previous one (saves space; time travel
+  # then starts there, and retries of calls older than that answer 410 outcome_truncated).
   truncate_oplog_at_snapshot: false
   # For tests: fail a read-only call that changes its worker's state.
   check_read_only: false

@@ -5,6 +5,8 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
+pub mod counter;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -274,12 +276,17 @@ impl Server {
 
     /// SIGTERM, by this child's PID; then waits (polling, up to `deadline`) for it to exit and
     /// returns how it exited.
-    pub fn terminate(mut self, deadline: Duration) -> std::process::ExitStatus {
+    pub fn terminate(self, deadline: Duration) -> std::process::ExitStatus {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(sent.success(), "SIGTERM delivered");
+        self.exited(deadline)
+    }
+
+    /// Waits (polling, up to `deadline`) for the server to exit by itself, and reaps it.
+    pub fn exited(mut self, deadline: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waitable") {
@@ -287,7 +294,7 @@ impl Server {
             }
             assert!(
                 start.elapsed() < deadline,
-                "the server did not exit within {deadline:?} of SIGTERM"
+                "the server did not exit within {deadline:?}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -476,4 +483,17 @@ pub async fn held_upstream(
         }
     });
     url
+}
+
+/// Sends `request` over a fresh TCP connection exactly as given and returns every byte the
+/// server sent back until it closed the connection, or until `deadline` passed.
+pub async fn tcp_exchange(url: &str, request: &[u8], deadline: Duration) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may close before the whole request is in: what it answered still counts.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(deadline, stream.read_to_end(&mut answer)).await;
+    answer
 }

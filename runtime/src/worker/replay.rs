@@ -97,6 +97,7 @@ pub(super) async fn replay(
             if seq > last_index {
                 break 'pages;
             }
+            revenant_storage::crash_points::reached("replay.entry");
             worker.life = worker.life.after(&entry);
             match entry {
                 OplogEntry::Engine { settings } => {
