@@ -9,12 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` as is and returns the status code and the body of the answer.
 async fn raw(url: &str, request: &[u8]) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
     // The server closes the connection (`Connection: close`), which ends the read.
-    let _ = stream.read_to_end(&mut answer).await;
+    let answer = support::tcp_exchange(url, request, std::time::Duration::from_secs(30)).await;
     let text = String::from_utf8_lossy(&answer).to_string();
     let status = text
         .split_whitespace()

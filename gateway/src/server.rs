@@ -106,9 +106,17 @@ pub async fn serve_with<H: Handler>(
                 let handler = handler.clone();
                 async move {
                     if let Some(problem) = edge_problem(&request) {
-                        return Ok::<_, Infallible>(
-                            ApiError::new(ErrorCode::BadHeader, problem).into_response(),
-                        );
+                        let mut response =
+                            ApiError::new(ErrorCode::BadHeader, problem).into_response();
+                        // Whatever follows on the connection is not read as another request:
+                        // after an ambiguous request, where it ends is not known.
+                        if request.version() <= http::Version::HTTP_11 {
+                            response.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        return Ok::<_, Infallible>(response);
                     }
                     let response =
                         match tokio::time::timeout(REQUEST_DEADLINE, handler.handle(request)).await
@@ -149,9 +157,12 @@ pub async fn serve_with<H: Handler>(
 /// What makes a request ambiguous before anything reads it: two `Host` headers, or none on
 /// HTTP/1.1 (RFC 9112 §3.2: answer 400), so that which host it is for cannot differ between
 /// this server and a proxy in front of it; two `Authorization` headers, of which another
-/// component could pick the other one.
+/// component could pick the other one; a body whose end could be read two ways.
 fn edge_problem<B>(request: &http::Request<B>) -> Option<String> {
     let count = |name: http::header::HeaderName| request.headers().get_all(name).iter().count();
+    if let Some(problem) = framing_problem(request.headers()) {
+        return Some(problem);
+    }
     match count(http::header::HOST) {
         0 if request.version() == http::Version::HTTP_11 => {
             return Some("an HTTP/1.1 request needs a `Host` header".into());
@@ -162,4 +173,29 @@ fn edge_problem<B>(request: &http::Request<B>) -> Option<String> {
     let authorizations = count(http::header::AUTHORIZATION);
     (authorizations > 1)
         .then(|| format!("{authorizations} `Authorization` headers; one is allowed"))
+}
+
+/// Request smuggling (RFC 9112 §6.3, §7). A body framed by both `Content-Length` and
+/// `Transfer-Encoding` hyper reads by the latter, drops the former and closes the connection
+/// after the answer, as the RFC asks, so nothing after it is read as a request. But hyper
+/// accepts `chunked` applied twice (the RFC forbids it) and keeps the connection open; a proxy
+/// in front may reject or read such a body otherwise and see a different next request. So any
+/// transfer coding but a single `chunked` is refused.
+fn framing_problem(headers: &http::HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!codings.is_empty() && codings != ["chunked"]).then(|| {
+        format!(
+            "`Transfer-Encoding: {}`: only a single `chunked` is accepted",
+            codings.join(", ")
+        )
+    })
 }
