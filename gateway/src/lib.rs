@@ -32,6 +32,7 @@ mod server;
 pub(crate) use binding::Binding;
 pub use error::{ApiError, ErrorCode};
 pub(crate) use inputs::{parse_query, read_body};
+pub use route::canonical_path;
 pub use server::{Handler, ServerLimits, serve, serve_with};
 
 use binding::bind;

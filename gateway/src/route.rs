@@ -69,7 +69,7 @@ impl<'g> Found<'g> {
 /// two spellings select different workers, or one spelling mean two paths, is refused: an
 /// encoded `/`, `.` or `..` segments, empty segments, and bytes that are not UTF-8. So the key
 /// that authorises a request is the key that selects its worker.
-pub(crate) fn canonical_path(raw: &str) -> Result<String, ApiError> {
+pub fn canonical_path(raw: &str) -> Result<String, ApiError> {
     let bad = |why: &str| ApiError::new(ErrorCode::BadPath, format!("path `{raw}`: {why}"));
     let Some(rest) = raw.strip_prefix('/') else {
         return Err(bad("must start with `/`"));
