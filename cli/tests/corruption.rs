@@ -2,6 +2,9 @@
 //! data stops the start with one message naming the file and the offset, and changes nothing
 //! on disk; a torn last write is dropped and the rest served.
 
+// Tests read their environment (`clippy.toml`).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use serde_json::json;
@@ -163,4 +166,177 @@ async fn a_damaged_entry_answers_storage_damaged_and_others_are_served() {
         .await
         .unwrap();
     assert_eq!((status, count), (200, json!(3)));
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Random damage between runs: a copy of a written store has one of its files truncated at a
+/// random offset, or random bits of it flipped. The server then either refuses to start with
+/// an error (exit 1, no panic), or it serves, and then every user's answer is either its
+/// acknowledged history or an older prefix of it (a lost tail: what a truncated journal looks
+/// like to its reader), consistent between its count and its list, or `500 storage_damaged`;
+/// never other activities, never a panic. `REVENANT_CORRUPTION_ROUNDS` (24) and
+/// `REVENANT_CORRUPTION_SEED` repeat or lengthen a run; each prints its seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_truncations_and_bit_flips_are_refused_or_recovered_never_served_wrong() {
+    const USERS: usize = 8;
+    const CALLS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let pristine = dir.path().join("pristine");
+    let http = Http::new();
+    {
+        let server = Server::start(&demo_config(), &pristine);
+        for i in 0..CALLS {
+            for u in 0..USERS {
+                let count = http
+                    .post(
+                        &format!("{}/user/r{u}/activities", server.url),
+                        json!({"kind": "k", "detail": format!("r{u}-{i};")}),
+                    )
+                    .await;
+                assert_eq!(count, json!(i + 1));
+            }
+        }
+        server.kill9();
+    }
+    let expected = |u: usize| -> Vec<String> { (0..CALLS).map(|i| format!("r{u}-{i};")).collect() };
+    let files: Vec<PathBuf> = files_under(&pristine.join("store"))
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() > 0)
+        .collect();
+    assert!(!files.is_empty());
+
+    let rounds: usize = std::env::var("REVENANT_CORRUPTION_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(24);
+    let seed = std::env::var("REVENANT_CORRUPTION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("REVENANT_CORRUPTION_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let (mut refused, mut whole, mut older, mut damaged) = (0, 0, 0, 0);
+    for round in 0..rounds {
+        let copy = dir.path().join(format!("round-{round}"));
+        copy_dir(&pristine, &copy);
+        // Half the rounds damage a journal, where the calls are, within what it holds (it is
+        // preallocated: most of it is zeros).
+        let journals: Vec<&PathBuf> = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "jnl"))
+            .collect();
+        let victim = if rng.bool() && !journals.is_empty() {
+            journals[rng.usize(..journals.len())]
+        } else {
+            &files[rng.usize(..files.len())]
+        };
+        let file = copy.join(victim.strip_prefix(&pristine).unwrap());
+        let mut bytes = std::fs::read(&file).unwrap();
+        let held = bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(bytes.len(), |i| i + 1);
+        let what = if rng.bool() {
+            let at = rng.usize(..held.max(1));
+            bytes.truncate(at);
+            format!("{} cut at {at}", file.display())
+        } else {
+            let flips: Vec<usize> = (0..rng.usize(1..=8))
+                .map(|_| rng.usize(..held.max(1)))
+                .collect();
+            for &at in &flips {
+                bytes[at] ^= 1 << rng.u8(..8);
+            }
+            format!("{} flipped at {flips:?}", file.display())
+        };
+        std::fs::write(&file, &bytes).unwrap();
+        let log = dir.path().join(format!("round-{round}.log"));
+        let (c, d, l) = (demo_config(), copy.clone(), log.clone());
+        let started = tokio::task::spawn_blocking(move || Server::try_start(&c, &d, &l))
+            .await
+            .unwrap();
+        match started {
+            Err(status) => {
+                let stderr = std::fs::read_to_string(&log).unwrap();
+                assert_eq!(status.code(), Some(1), "{what}: {status}\n{stderr}");
+                assert!(stderr.contains("error: "), "{what}: {stderr}");
+                refused += 1;
+            }
+            Ok(server) => {
+                let mut lost = false;
+                let mut bad = false;
+                for u in 0..USERS {
+                    let (status, list) = http
+                        .request("GET", &format!("{}/user/r{u}/activities", server.url), None)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: r{u}: {e}"));
+                    if status == 500 && list["code"] == "storage_damaged" {
+                        bad = true;
+                        continue;
+                    }
+                    assert_eq!(status, 200, "{what}: r{u}: {list}");
+                    let details: Vec<String> = list
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a["detail"].as_str().unwrap().to_string())
+                        .collect();
+                    let all = expected(u);
+                    assert_eq!(details[..], all[..details.len()], "{what}: r{u}'s history");
+                    lost |= details.len() < all.len();
+                    let (status, count) = http
+                        .request("GET", &format!("{}/user/r{u}/count", server.url), None)
+                        .await
+                        .unwrap();
+                    assert_eq!((status, count), (200, json!(details.len())), "{what}: r{u}");
+                }
+                let (status, _) = http
+                    .request("GET", &format!("{}/user/r0/count", server.url), None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the server still answers: {e}"));
+                assert!(status == 200 || status == 500, "{what}");
+                server.kill9();
+                match (bad, lost) {
+                    (true, _) => damaged += 1,
+                    (false, true) => older += 1,
+                    (false, false) => whole += 1,
+                }
+            }
+        }
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        eprintln!("round {round}: {what}");
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
+    eprintln!(
+        "CORRUPTION rounds={rounds} refused={refused} served_whole={whole} \
+         served_older_prefix={older} answered_storage_damaged={damaged}"
+    );
 }

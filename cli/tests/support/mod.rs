@@ -177,6 +177,29 @@ impl Server {
         Self::spawn_with(binary, config, data, admin, &[], env, Stdio::inherit())
     }
 
+    /// Starts `revenant serve` on `data`, its stderr appended to `log`; `Err` with how it
+    /// exited if it exited before listening (a store it refuses to open).
+    pub fn try_start(
+        config: &Path,
+        data: &Path,
+        log: &Path,
+    ) -> Result<Self, std::process::ExitStatus> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the log file opens");
+        Self::try_spawn_with(
+            Path::new(env!("CARGO_BIN_EXE_revenant")),
+            config,
+            data,
+            false,
+            &[],
+            &[],
+            Stdio::from(file),
+        )
+    }
+
     fn spawn_with(
         binary: &Path,
         config: &Path,
@@ -186,6 +209,20 @@ impl Server {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
+        Self::try_spawn_with(binary, config, data, admin, args, env, stderr).unwrap_or_else(
+            |status| panic!("revenant exited before listening ({status}); its stderr is above"),
+        )
+    }
+
+    fn try_spawn_with(
+        binary: &Path,
+        config: &Path,
+        data: &Path,
+        admin: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Result<Self, std::process::ExitStatus> {
         let mut command = Command::new(binary);
         command.env(
             "REVENANT_LOG",
@@ -226,8 +263,7 @@ impl Server {
                 Ok((true, u)) => admin_url = Some(u),
                 Ok((false, u)) => url = Some(u),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait();
-                    panic!("revenant exited before listening ({status:?}); its stderr is above");
+                    return Err(child.wait().expect("reaped"));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
@@ -253,12 +289,12 @@ impl Server {
                 (Some(url.to_string()), token)
             }
         };
-        Self {
+        Ok(Self {
             child,
             url: url.expect("reported"),
             admin,
             admin_token,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
