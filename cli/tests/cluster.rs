@@ -462,3 +462,59 @@ async fn a_sigterm_under_load_fails_no_request() {
     let survivor = nodes[0].as_ref().unwrap();
     verify(&http, &survivor.url, &made).await;
 }
+
+/// Crash torture on the cluster: the per-user counter load through all three nodes while a
+/// random node is SIGKILLed and restarted (same id, same folder) ten times; clients retry each
+/// call on the next node with its idempotency key. Afterwards every invariant of
+/// `support::counter::verify`, on one node and then on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_node_kills_under_load_lose_no_acknowledged_call() {
+    const KILLS: usize = 10;
+    const TORTURE_USERS: usize = 12;
+    let Some(pg) = Postgres::start() else { return };
+    let (_dir, config) = project("");
+    let http = Http::new();
+    let ids = ["n1", "n2", "n3"];
+    let Three {
+        _datas: datas,
+        mut nodes,
+        mut urls,
+        ..
+    } = three_nodes(&pg, &config, &http).await;
+    let load = support::counter::Load::start_all(TORTURE_USERS, &urls);
+    let mut rng = fastrand::Rng::new();
+    let mut recoveries = Vec::new();
+    for _ in 0..KILLS {
+        load.until_more(TORTURE_USERS * 2, Duration::from_secs(120))
+            .await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..600))).await;
+        let victim = rng.usize(..3);
+        nodes[victim].take().unwrap().kill9();
+        let killed = Instant::now();
+        let (c, d, store, id) = (
+            config.clone(),
+            datas[victim].path().to_path_buf(),
+            pg.url.clone(),
+            ids[victim],
+        );
+        let restarted = tokio::task::spawn_blocking(move || node(&c, &d, &store, id))
+            .await
+            .unwrap();
+        urls[victim] = restarted.url.clone();
+        load.point_at_all(&urls);
+        nodes[victim] = Some(restarted);
+        // Answering again: as many more calls acknowledged as there are users.
+        load.until_more(TORTURE_USERS, Duration::from_secs(120))
+            .await;
+        recoveries.push(killed.elapsed());
+    }
+    let acked = load.stop().await;
+    let calls = support::counter::verify(&urls[0], &acked).await;
+    assert_eq!(support::counter::verify(&urls[1], &acked).await, calls);
+    recoveries.sort();
+    eprintln!(
+        "CLUSTER TORTURE kills={KILLS} calls={calls} kill_to_calls_answered_again_p50_ms={} max_ms={}",
+        recoveries[recoveries.len() / 2].as_millis(),
+        recoveries.last().unwrap().as_millis()
+    );
+}

@@ -19,7 +19,8 @@ pub type Acked = BTreeMap<String, u64>;
 
 /// The clients of `users` users (`t0`, `t1`, ...), running until [`Load::stop`].
 pub struct Load {
-    url: Arc<RwLock<String>>,
+    /// The servers to send to: each call goes to one, a retry to the next.
+    urls: Arc<RwLock<Vec<String>>>,
     stop: Arc<AtomicBool>,
     acked: Vec<Arc<Mutex<Acked>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -27,14 +28,19 @@ pub struct Load {
 
 impl Load {
     pub fn start(users: usize, url: &str) -> Self {
-        let url = Arc::new(RwLock::new(url.to_string()));
+        Self::start_all(users, &[url.to_string()])
+    }
+
+    /// The clients, sending to several servers (the nodes of a cluster).
+    pub fn start_all(users: usize, urls: &[String]) -> Self {
+        let urls = Arc::new(RwLock::new(urls.to_vec()));
         let stop = Arc::new(AtomicBool::new(false));
         let acked: Vec<Arc<Mutex<Acked>>> = (0..users).map(|_| Default::default()).collect();
         let tasks = (0..users)
-            .map(|u| tokio::spawn(client(u, url.clone(), stop.clone(), acked[u].clone())))
+            .map(|u| tokio::spawn(client(u, urls.clone(), stop.clone(), acked[u].clone())))
             .collect();
         Self {
-            url,
+            urls,
             stop,
             acked,
             tasks,
@@ -43,7 +49,12 @@ impl Load {
 
     /// Sends the calls (retries included) to the server at `url` from now on.
     pub fn point_at(&self, url: &str) {
-        *self.url.write().unwrap() = url.to_string();
+        self.point_at_all(&[url.to_string()]);
+    }
+
+    /// Sends the calls to these servers from now on.
+    pub fn point_at_all(&self, urls: &[String]) {
+        *self.urls.write().unwrap() = urls.to_vec();
     }
 
     /// How many increments have been acknowledged so far, over all users.
@@ -81,7 +92,7 @@ impl Load {
 /// Sends increments for `user` until `stop`, each retried with its key until acknowledged.
 async fn client(
     user: usize,
-    url: Arc<RwLock<String>>,
+    urls: Arc<RwLock<Vec<String>>>,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Acked>>,
 ) {
@@ -94,8 +105,13 @@ async fn client(
         // The `;` ends the key, so that no key is a prefix of another in the list's text.
         let key = format!("u{user}-k{i};");
         let began = Instant::now();
+        let mut attempt = 0;
         let count = loop {
-            let base = url.read().unwrap().clone();
+            let base = {
+                let urls = urls.read().unwrap();
+                urls[(user + attempt) % urls.len()].clone()
+            };
+            attempt += 1;
             let answer = http
                 .request_with(
                     "POST",
