@@ -120,16 +120,17 @@ async fn client(
                     &[("idempotency-key", &key)],
                 )
                 .await;
-            match answer {
+            let last = match answer {
                 Ok((200, count)) => break count.as_u64().expect("a count"),
                 // A refused connection, a reset, 503 while starting: the server is restarting.
-                Ok((status, _)) if status >= 500 => {}
+                Ok((status, body)) if status >= 500 => format!("{status} {body} from {base}"),
                 Ok((status, body)) => panic!("{key}: {status} {body}"),
-                Err(_) => {}
-            }
+                Err(e) => format!("{e} from {base}"),
+            };
             assert!(
                 began.elapsed() < CALL_DEADLINE,
-                "{key} was not acknowledged within {CALL_DEADLINE:?}"
+                "{key} was not acknowledged within {CALL_DEADLINE:?} ({attempt} attempts; the \
+                 last: {last})"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };

@@ -149,6 +149,29 @@ impl Server {
         )
     }
 
+    /// As `start_node`, run inside the network namespace `netns` (`ip netns exec`, which
+    /// execs the server: the PID is the server's).
+    pub fn start_node_in(
+        netns: &str,
+        config: &Path,
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let launcher = ["netns", "exec", netns, env!("CARGO_BIN_EXE_revenant")];
+        Self::try_spawn_with(
+            Path::new("ip"),
+            &launcher,
+            config,
+            data,
+            true,
+            args,
+            env,
+            Stdio::inherit(),
+        )
+        .unwrap_or_else(|status| panic!("revenant exited before listening ({status})"))
+    }
+
     /// With the admin API, its log (stderr) appended to `log` at `filter` (`REVENANT_LOG`).
     pub fn start_logged(config: &Path, data: &Path, log: &Path, filter: &str) -> Self {
         let file = std::fs::OpenOptions::new()
@@ -191,6 +214,7 @@ impl Server {
             .expect("the log file opens");
         Self::try_spawn_with(
             Path::new(env!("CARGO_BIN_EXE_revenant")),
+            &[],
             config,
             data,
             false,
@@ -209,13 +233,16 @@ impl Server {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Self {
-        Self::try_spawn_with(binary, config, data, admin, args, env, stderr).unwrap_or_else(
+        Self::try_spawn_with(binary, &[], config, data, admin, args, env, stderr).unwrap_or_else(
             |status| panic!("revenant exited before listening ({status}); its stderr is above"),
         )
     }
 
+    /// `launcher`: arguments before the server's own (`ip netns exec NS revenant`).
+    #[allow(clippy::too_many_arguments)]
     fn try_spawn_with(
         binary: &Path,
+        launcher: &[&str],
         config: &Path,
         data: &Path,
         admin: bool,
@@ -224,6 +251,7 @@ impl Server {
         stderr: Stdio,
     ) -> Result<Self, std::process::ExitStatus> {
         let mut command = Command::new(binary);
+        command.args(launcher);
         command.env(
             "REVENANT_LOG",
             std::env::var("REVENANT_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -44,6 +44,13 @@ pub fn free_port() -> u16 {
 
 impl Postgres {
     pub fn start() -> Option<Self> {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// A server listening on `host` (an address of this machine), which accepts connections
+    /// from any address without a password: for tests whose clients live in other network
+    /// namespaces.
+    pub fn start_on(host: &str) -> Option<Self> {
         let Some(bin) = programs() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -69,7 +76,7 @@ impl Postgres {
         let port = free_port();
         let pg = Self {
             bin,
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            url: format!("postgres://postgres@{host}:{port}/postgres"),
             dir,
             as_postgres,
         };
@@ -85,8 +92,19 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if host != "127.0.0.1" {
+            let hba = data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).unwrap();
+            text.push_str("host all all 0.0.0.0/0 trust\n");
+            std::fs::write(&hba, text).unwrap();
+        }
         pg.serve();
         Some(pg)
+    }
+
+    fn host(&self) -> &str {
+        let after = self.url.split_once('@').unwrap().1;
+        after.rsplit_once(':').unwrap().0
     }
 
     fn port(&self) -> &str {
@@ -103,8 +121,9 @@ impl Postgres {
     pub fn serve(&self) {
         let data = self.data();
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            "-p {} -c listen_addresses={} -k {} -c fsync=off",
             self.port(),
+            self.host(),
             self.dir.path().display()
         );
         self.run(
