@@ -15,7 +15,7 @@ use revenant_runtime::limits::GUEST_TABLE_ELEMENTS_MAX;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{Http, Server};
 
 const HOSTILE: &str = r#"
@@ -82,37 +82,16 @@ const NORMAL_WORKERS: usize = 4;
 const NORMAL_CALLS: usize = 150;
 
 /// `NORMAL_CALLS` pings on each normal worker, one after another per worker; their latencies.
-/// Each answer must be 200 with the worker's next count.
-async fn normal_traffic(http: &Http, url: &str, round: u64) -> Vec<Duration> {
-    let tasks: Vec<_> = (0..NORMAL_WORKERS)
-        .map(|w| {
-            let (http, url) = (http.clone(), url.to_string());
-            tokio::spawn(async move {
-                let mut took = Vec::with_capacity(NORMAL_CALLS);
-                for i in 0..NORMAL_CALLS as u64 {
-                    let began = Instant::now();
-                    let (status, body) = http
-                        .request("POST", &format!("{url}/h/normal-{w}/ping"), None)
-                        .await
-                        .unwrap();
-                    took.push(began.elapsed());
-                    let expected = round * NORMAL_CALLS as u64 + i + 1;
-                    assert_eq!((status, body), (200, json!(expected)), "normal-{w}");
-                }
-                took
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
-}
-
-fn p99(sorted: &[Duration]) -> f64 {
-    sorted[(sorted.len() - 1) * 99 / 100].as_secs_f64() * 1e3
+async fn normal_traffic(url: &str, round: u64) -> Vec<Duration> {
+    support::counted_calls(
+        url,
+        NORMAL_WORKERS,
+        NORMAL_CALLS,
+        round,
+        |w| format!("/h/normal-{w}/ping"),
+        None,
+    )
+    .await
 }
 
 /// Each attack, and the status and code it must be answered with (`tables` is answered with
@@ -163,7 +142,7 @@ async fn hostile_guests_are_contained_to_their_own_workers() {
         answered_as_expected(attack, status, code, answer);
     }
 
-    let quiet = normal_traffic(&http, &server.url, 0).await;
+    let quiet = normal_traffic(&server.url, 0).await;
 
     // The same traffic while every attack repeats on workers of its own.
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,7 +168,7 @@ async fn hostile_guests_are_contained_to_their_own_workers() {
             })
         })
         .collect();
-    let attacked = normal_traffic(&http, &server.url, 1).await;
+    let attacked = normal_traffic(&server.url, 1).await;
     stop.store(true, Ordering::Relaxed);
     let mut attacks = 0;
     for a in attackers {
@@ -211,8 +190,8 @@ async fn hostile_guests_are_contained_to_their_own_workers() {
     eprintln!(
         "HOSTILE GUESTS normal p99 without attack {:.2} ms, during {attacks} attacks {:.2} ms \
          ({} calls each)",
-        p99(&quiet),
-        p99(&attacked),
+        support::p99_ms(&quiet),
+        support::p99_ms(&attacked),
         quiet.len()
     );
 }

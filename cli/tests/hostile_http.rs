@@ -251,40 +251,15 @@ const NORMAL_CALLS: usize = 150;
 
 /// Durable calls by well-behaved clients, one user each; the latencies, sorted.
 async fn normal_traffic(url: &str, round: u64) -> Vec<Duration> {
-    let tasks: Vec<_> = (0..NORMAL_CLIENTS)
-        .map(|c| {
-            let url = url.to_string();
-            tokio::spawn(async move {
-                let http = Http::new();
-                let mut took = Vec::with_capacity(NORMAL_CALLS);
-                for i in 0..NORMAL_CALLS as u64 {
-                    let began = Instant::now();
-                    let (status, count) = http
-                        .request(
-                            "POST",
-                            &format!("{url}/user/normal-{c}/activities"),
-                            Some(json!({"kind": "k", "detail": "d"})),
-                        )
-                        .await
-                        .unwrap();
-                    took.push(began.elapsed());
-                    let expected = round * NORMAL_CALLS as u64 + i + 1;
-                    assert_eq!((status, count), (200, json!(expected)), "normal-{c}");
-                }
-                took
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
-    all
-}
-
-fn p99(sorted: &[Duration]) -> f64 {
-    sorted[(sorted.len() - 1) * 99 / 100].as_secs_f64() * 1e3
+    support::counted_calls(
+        url,
+        NORMAL_CLIENTS,
+        NORMAL_CALLS,
+        round,
+        |c| format!("/user/normal-{c}/activities"),
+        Some(json!({"kind": "k", "detail": "d"})),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,8 +319,8 @@ async fn hostile_requests_are_refused_while_normal_traffic_is_served() {
     eprintln!(
         "HOSTILE HTTP normal p99 without attack {:.2} ms, during {rounds} attack rounds and \
          {SLOW_CONNECTIONS} slow connections {:.2} ms ({} calls each)",
-        p99(&quiet),
-        p99(&attacked),
+        support::p99_ms(&quiet),
+        support::p99_ms(&attacked),
         quiet.len()
     );
 }

@@ -561,3 +561,48 @@ pub async fn tcp_exchange(url: &str, request: &[u8], deadline: Duration) -> Vec<
     let _ = tokio::time::timeout(deadline, stream.read_to_end(&mut answer)).await;
     answer
 }
+
+/// `calls` POSTs of `body` by each of `clients` well-behaved clients, one after another per
+/// client, to `url` + `path(client)`; each answer must be 200 with the client's next count
+/// (after `round` earlier rounds of `calls`). Their latencies, sorted: the normal traffic that
+/// the hostile tests measure with and without an attack.
+pub async fn counted_calls(
+    url: &str,
+    clients: usize,
+    calls: usize,
+    round: u64,
+    path: fn(usize) -> String,
+    body: Option<Json>,
+) -> Vec<Duration> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (url, body) = (url.to_string(), body.clone());
+            tokio::spawn(async move {
+                let http = Http::new();
+                let mut took = Vec::with_capacity(calls);
+                for i in 0..calls as u64 {
+                    let began = Instant::now();
+                    let (status, count) = http
+                        .request("POST", &format!("{url}{}", path(c)), body.clone())
+                        .await
+                        .unwrap();
+                    took.push(began.elapsed());
+                    let expected = round * calls as u64 + i + 1;
+                    assert_eq!((status, count), (200, Json::from(expected)), "{}", path(c));
+                }
+                took
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+/// The 99th percentile of `sorted`, in milliseconds.
+pub fn p99_ms(sorted: &[Duration]) -> f64 {
+    sorted[(sorted.len() - 1) * 99 / 100].as_secs_f64() * 1e3
+}
